@@ -1,0 +1,316 @@
+"""CIFAR-100: find the archive, read it safely, split it, and feed it to Keras with tf.data.
+
+Sources are tried in this order: an explicit path (``--data`` / ``CIFAR100_DATA``), the Keras cache,
+then the official download through ``keras.utils.get_file``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from .errors import DataError
+
+OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+OFFICIAL_SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
+ARCHIVE_NAME = "cifar-100-python.tar.gz"
+KERAS_ARCHIVE_NAME = "cifar-100-python-target_archive"  # what keras.datasets.cifar100 downloads
+MEMBERS = ("train", "test", "meta")
+NUM_FINE, NUM_COARSE = 100, 20
+IMAGE_SHAPE = (32, 32, 3)
+ENV_VAR = "CIFAR100_DATA"
+
+HOW_TO_GET_DATA = (
+    f"Put {ARCHIVE_NAME} (from {OFFICIAL_URL}) somewhere and pass --data PATH "
+    f"(or set {ENV_VAR}=PATH), or copy it into the Keras cache as "
+    f"~/.keras/datasets/{ARCHIVE_NAME}; `make demo` runs offline on generated data."
+)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Images as uint8 NHWC with fine (0-99) and coarse (0-19) labels."""
+
+    x: np.ndarray
+    fine: np.ndarray
+    coarse: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.fine)
+
+    def take(self, index: np.ndarray) -> Split:
+        return Split(self.x[index], self.fine[index], self.coarse[index])
+
+
+@dataclass(frozen=True)
+class Cifar100:
+    """Train, validation and test splits plus both lists of class names."""
+
+    train: Split
+    val: Split
+    test: Split
+    fine_names: tuple[str, ...]
+    coarse_names: tuple[str, ...]
+    source: str
+
+    @property
+    def fine_to_coarse(self) -> np.ndarray:
+        """Superclass index of each fine class, read off the training labels."""
+        labels = np.concatenate([self.train.fine, self.val.fine])
+        coarse = np.concatenate([self.train.coarse, self.val.coarse])
+        mapping = np.zeros(NUM_FINE, dtype=np.int64)
+        mapping[labels] = coarse
+        return mapping
+
+
+# --------------------------------------------------------------------------- where the data is
+
+
+def keras_cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "datasets"
+
+
+def cache_candidates(cache: Path) -> list[Path]:
+    """The names Keras (current and older versions) gives the archive and its extracted folder."""
+    return [
+        cache / KERAS_ARCHIVE_NAME,
+        cache / "cifar-100-python-target",
+        cache / ARCHIVE_NAME,
+        cache / "cifar-100-python",
+    ]
+
+
+def locate(path: str | os.PathLike | None = None, download: bool = True) -> Path:
+    """Return the archive or folder to read, downloading the official archive as a last resort."""
+    given = path or os.environ.get(ENV_VAR)
+    if given:
+        found = Path(given).expanduser()
+        if not found.exists():
+            raise DataError(f"CIFAR-100 data not found at {found}. {HOW_TO_GET_DATA}")
+        return found
+    for candidate in cache_candidates(keras_cache_dir()):
+        if candidate.exists():
+            return candidate
+    if not download:
+        raise DataError(f"No CIFAR-100 data in the Keras cache ({keras_cache_dir()}). {HOW_TO_GET_DATA}")
+    return download_official()
+
+
+def download_official() -> Path:
+    import keras
+
+    try:
+        return Path(
+            keras.utils.get_file(fname=KERAS_ARCHIVE_NAME, origin=OFFICIAL_URL, file_hash=OFFICIAL_SHA256)
+        )
+    except Exception as exc:  # network errors come in many types; the fix is the same
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise DataError(f"Could not download CIFAR-100 ({reason}). {HOW_TO_GET_DATA}") from None
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- reading safely
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """Unpickles only what the CIFAR-100 files contain: builtins and plain numpy arrays."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("_codecs", "encode"),  # how Python 3 writes bytes in a protocol-2 pickle
+    }
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise DataError(
+                f"Refused to unpickle {module}.{name}: CIFAR-100 files contain only lists, strings "
+                "and numpy arrays. Use the official archive or one written by generated_data.py."
+            )
+        return super().find_class(module.replace("numpy.core.", "numpy._core."), name)
+
+
+def unpickle(raw: bytes, member: str) -> dict:
+    try:
+        obj = RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{member}: not a readable pickle ({exc}). Re-download the archive.") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"{member}: expected a dict, found {type(obj).__name__}.")
+    return {k.decode("latin1") if isinstance(k, bytes) else k: v for k, v in obj.items()}
+
+
+def read_members(source: Path) -> dict[str, dict]:
+    """Read train/test/meta from a .tar.gz or from a folder holding them (or `cifar-100-python/`)."""
+    if source.is_dir():
+        folder = source / "cifar-100-python" if (source / "cifar-100-python").is_dir() else source
+        missing = [m for m in MEMBERS if not (folder / m).is_file()]
+        if missing:
+            raise DataError(
+                f"{folder} lacks {', '.join(missing)}: pass the folder that holds train, test and meta "
+                f"(or {ARCHIVE_NAME} itself)."
+            )
+        return {m: unpickle((folder / m).read_bytes(), m) for m in MEMBERS}
+    raw: dict[str, bytes] = {}
+    try:
+        with tarfile.open(source, "r:*") as tar:
+            for info in tar:
+                name = Path(info.name).name
+                if info.isfile() and name in MEMBERS and Path(info.name).parent.name == "cifar-100-python":
+                    raw[name] = tar.extractfile(info).read()
+    except (tarfile.TarError, EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+        raise DataError(
+            f"{source} is not a readable {ARCHIVE_NAME} ({exc}); it is truncated or corrupt. "
+            "Delete it and download it again."
+        ) from None
+    missing = [m for m in MEMBERS if m not in raw]
+    if missing:
+        raise DataError(f"{source} lacks cifar-100-python/{', '.join(missing)}: it is not the CIFAR-100 python archive.")
+    return {m: unpickle(raw[m], m) for m in MEMBERS}
+
+
+def field(batch: dict, key: str, member: str):
+    if key not in batch:
+        raise DataError(f"{member}: key '{key}' missing; the file is not in the CIFAR-100 python format.")
+    return batch[key]
+
+
+def labels(batch: dict, key: str, member: str, count: int, n: int) -> np.ndarray:
+    values = np.asarray(field(batch, key, member))
+    if values.shape != (n,) or values.dtype.kind not in "iu":
+        raise DataError(f"{member}: '{key}' must be {n} integers, found shape {values.shape} ({values.dtype}).")
+    if n and (values.min() < 0 or values.max() >= count):
+        raise DataError(f"{member}: '{key}' has values outside 0..{count - 1}.")
+    return values.astype(np.int64)
+
+
+def to_split(batch: dict, member: str) -> Split:
+    data = field(batch, "data", member)
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = getattr(data, "shape", None)
+        raise DataError(f"{member}: 'data' must be a uint8 array of shape (N, 3072), found {shape}.")
+    n = len(data)
+    x = data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
+    return Split(
+        np.ascontiguousarray(x),
+        labels(batch, "fine_labels", member, NUM_FINE, n),
+        labels(batch, "coarse_labels", member, NUM_COARSE, n),
+    )
+
+
+def names(meta: dict, key: str, count: int) -> tuple[str, ...]:
+    values = field(meta, key, "meta")
+    if len(values) != count:
+        raise DataError(f"meta: '{key}' must list {count} names, found {len(values)}.")
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
+
+
+def load(
+    path: str | os.PathLike | None = None,
+    verify: bool = True,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    download: bool = True,
+) -> Cifar100:
+    """Load CIFAR-100 with both label sets and a stratified, seeded validation hold-out
+    (``val_fraction`` of the training split; 0.1 is 5,000 images).
+
+    ``verify`` checks an archive against the official sha256; turn it off for your own copy in the
+    same format. Folders cannot be checked and are only validated for structure.
+    """
+    source = locate(path, download=download)
+    if verify and source.is_file():
+        digest = sha256(source)
+        if digest != OFFICIAL_SHA256:
+            raise DataError(
+                f"{source} has sha256 {digest[:16]}..., not the official {OFFICIAL_SHA256[:16]}.... "
+                "If it is your own copy in the same format, pass --no-verify (verify=False); "
+                "otherwise download it again."
+            )
+    members = read_members(source)
+    train_all = to_split(members["train"], "train")
+    test = to_split(members["test"], "test")
+    val_index = stratified_holdout(train_all.fine, round(val_fraction * len(train_all)), seed)
+    keep = np.setdiff1d(np.arange(len(train_all)), val_index)
+    return Cifar100(
+        train=train_all.take(keep),
+        val=train_all.take(val_index),
+        test=test,
+        fine_names=names(members["meta"], "fine_label_names", NUM_FINE),
+        coarse_names=names(members["meta"], "coarse_label_names", NUM_COARSE),
+        source=str(source),
+    )
+
+
+def stratified_holdout(labels_: np.ndarray, size: int, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded hold-out with each class in proportion to its frequency."""
+    if not 0 <= size < len(labels_):
+        raise DataError(f"validation size {size} must be between 0 and {len(labels_) - 1}.")
+    counts = np.bincount(labels_)
+    exact = size * counts / len(labels_)
+    quota = np.floor(exact).astype(int)
+    extra = np.argsort(-(exact - quota), kind="stable")[: size - quota.sum()]
+    quota[extra] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.permutation(np.flatnonzero(labels_ == c))[:q] for c, q in enumerate(quota)]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+# --------------------------------------------------------------------------- tf.data input pipeline
+
+
+def random_crop_flip(images: tf.Tensor, pad: int, flip: bool, seed: tf.Tensor) -> tf.Tensor:
+    """Batch-wise random translation (reflect-pad then crop back) and horizontal flip."""
+    n, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
+    seeds = tf.random.experimental.stateless_split(seed, 3)
+    if flip:
+        mask = tf.random.stateless_uniform([n, 1, 1, 1], seeds[0]) < 0.5
+        images = tf.where(mask, tf.reverse(images, axis=[2]), images)
+    if pad:
+        padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+        dy = tf.random.stateless_uniform([n, 1], seeds[1], maxval=2 * pad + 1, dtype=tf.int32)
+        dx = tf.random.stateless_uniform([n, 1], seeds[2], maxval=2 * pad + 1, dtype=tf.int32)
+        images = tf.gather(padded, dy + tf.range(h)[None], axis=1, batch_dims=1)
+        images = tf.gather(images, dx + tf.range(w)[None], axis=2, batch_dims=1)
+    return images
+
+
+def one_hot(split: Split) -> np.ndarray:
+    return np.eye(NUM_FINE, dtype=np.float32)[split.fine]
+
+
+def train_dataset(split: Split, batch_size: int, seed: int, pad: int = 4, flip: bool = True) -> tf.data.Dataset:
+    """Shuffled (a new seeded order every epoch), augmented, batched, prefetched (uint8 images, one-hot labels)."""
+    ds = tf.data.Dataset.from_tensor_slices((split.x, one_hot(split)))
+    ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
+    ds = ds.enumerate().map(
+        lambda i, batch: (random_crop_flip(batch[0], pad, flip, tf.stack([tf.cast(seed, tf.int64), i])), batch[1]),
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=True,
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(split: Split, batch_size: int) -> tf.data.Dataset:
+    return tf.data.Dataset.from_tensor_slices((split.x, one_hot(split))).batch(batch_size).prefetch(tf.data.AUTOTUNE)

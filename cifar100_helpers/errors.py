@@ -1,0 +1,21 @@
+"""The few exception types users see. Each message says what went wrong and how to fix it."""
+
+
+class Cifar100Error(Exception):
+    """Base class: the command line prints the message alone, without a traceback."""
+
+
+class DataError(Cifar100Error):
+    """The dataset is missing, corrupt or not in the CIFAR-100 python format."""
+
+
+class ConfigError(Cifar100Error):
+    """A recipe name or parameter is invalid."""
+
+
+class BudgetError(ConfigError):
+    """A run asks for more epochs than the study's 10-epoch budget allows."""
+
+
+class RunError(Cifar100Error):
+    """The run directory or a notebook execution is in a state the pipeline cannot continue from."""
