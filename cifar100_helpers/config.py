@@ -110,7 +110,7 @@ def resolve_recipe(name: str) -> str:
 
 
 def make_config(recipe: str = "auto", **overrides) -> RunConfig:
-    """The named recipe with ``overrides`` applied (None means "keep the recipe's value"), validated."""
+    """The named recipe with ``overrides`` (any RunConfig fields) applied, validated."""
     name = resolve_recipe(recipe)
     if name not in RECIPES:
         raise ConfigError(f"Unknown recipe '{recipe}'. Valid recipes: {', '.join(RECIPE_NAMES)}.")
@@ -118,13 +118,20 @@ def make_config(recipe: str = "auto", **overrides) -> RunConfig:
     if unknown:
         hints = [difflib.get_close_matches(u, FIELDS, n=1) for u in unknown]
         suggestions = "".join(f" (did you mean '{h[0]}'?)" for h in hints if h)
-        raise ConfigError(f"Unknown parameter(s) {', '.join(unknown)}{suggestions}. Valid: {', '.join(sorted(FIELDS))}.")
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    if "widths" in changes:
-        changes["widths"] = tuple(changes["widths"])
-    cfg = dataclasses.replace(RECIPES[name], **changes)
+        raise ConfigError(
+            f"Unknown parameter(s) {', '.join(unknown)}{suggestions}. Valid: {', '.join(sorted(FIELDS))}."
+        )
+    if "widths" in overrides:
+        overrides["widths"] = tuple(overrides["widths"])
+    cfg = dataclasses.replace(RECIPES[name], **overrides)
     validate(cfg)
     return cfg
+
+
+def from_parameters(recipe: str, data=None, verify=None, epochs=None, seed=0, overrides=None) -> RunConfig:
+    """The config a notebook's ``parameters`` cell describes; None keeps the recipe's value."""
+    given = {"data": data, "verify": verify, "epochs": epochs}
+    return make_config(recipe, seed=seed, **{k: v for k, v in given.items() if v is not None}, **(overrides or {}))
 
 
 def validate(cfg: RunConfig) -> None:

@@ -110,9 +110,7 @@ def download_official() -> Path:
     import keras
 
     try:
-        return Path(
-            keras.utils.get_file(fname=KERAS_ARCHIVE_NAME, origin=OFFICIAL_URL, file_hash=OFFICIAL_SHA256)
-        )
+        return Path(keras.utils.get_file(fname=KERAS_ARCHIVE_NAME, origin=OFFICIAL_URL, file_hash=OFFICIAL_SHA256))
     except Exception as exc:  # network errors come in many types; the fix is the same
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise DataError(f"Could not download CIFAR-100 ({reason}). {HOW_TO_GET_DATA}") from None
@@ -186,7 +184,9 @@ def read_members(source: Path) -> dict[str, dict]:
         ) from None
     missing = [m for m in MEMBERS if m not in raw]
     if missing:
-        raise DataError(f"{source} lacks cifar-100-python/{', '.join(missing)}: it is not the CIFAR-100 python archive.")
+        raise DataError(
+            f"{source} lacks cifar-100-python/{', '.join(missing)}: it is not the CIFAR-100 python archive."
+        )
     return {m: unpickle(raw[m], m) for m in MEMBERS}
 
 
@@ -226,6 +226,20 @@ def names(meta: dict, key: str, count: int) -> tuple[str, ...]:
     return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in values)
 
 
+def checked_source(path: str | os.PathLike | None, verify: bool, download: bool = True) -> Path:
+    """:func:`locate` the data and, with ``verify``, compare an archive with the official sha256."""
+    source = locate(path, download=download)
+    if verify and source.is_file():
+        digest = sha256(source)
+        if digest != OFFICIAL_SHA256:
+            raise DataError(
+                f"{source} has sha256 {digest[:16]}..., not the official {OFFICIAL_SHA256[:16]}.... "
+                "If it is your own copy in the same format, pass --no-verify (verify=False); "
+                "otherwise download it again."
+            )
+    return source
+
+
 def load(
     path: str | os.PathLike | None = None,
     verify: bool = True,
@@ -239,15 +253,7 @@ def load(
     ``verify`` checks an archive against the official sha256; turn it off for your own copy in the
     same format. Folders cannot be checked and are only validated for structure.
     """
-    source = locate(path, download=download)
-    if verify and source.is_file():
-        digest = sha256(source)
-        if digest != OFFICIAL_SHA256:
-            raise DataError(
-                f"{source} has sha256 {digest[:16]}..., not the official {OFFICIAL_SHA256[:16]}.... "
-                "If it is your own copy in the same format, pass --no-verify (verify=False); "
-                "otherwise download it again."
-            )
+    source = checked_source(path, verify, download)
     members = read_members(source)
     train_all = to_split(members["train"], "train")
     test = to_split(members["test"], "test")
@@ -275,6 +281,39 @@ def stratified_holdout(labels_: np.ndarray, size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     chosen = [rng.permutation(np.flatnonzero(labels_ == c))[:q] for c, q in enumerate(quota)]
     return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def load_for(cfg, run) -> Cifar100:
+    """The data a run config asks for; generated data is written into the run directory once."""
+    if cfg.generated:
+        from .generated_data import write_archive
+
+        if not run.generated_data.exists():
+            write_archive(run.generated_data, seed=cfg.seed)
+        return load(run.generated_data, verify=False, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    return load(cfg.data, verify=cfg.verify, val_fraction=cfg.val_fraction, seed=cfg.seed)
+
+
+def describe(ds: Cifar100) -> dict:
+    """Shapes and per-class counts of each split (deterministic: what nbval compares)."""
+    summary = {"image shape": ds.train.x.shape[1:], "dtype": str(ds.train.x.dtype)}
+    for name in ("train", "val", "test"):
+        split = getattr(ds, name)
+        counts = np.bincount(split.fine, minlength=NUM_FINE)
+        coarse = np.bincount(split.coarse, minlength=NUM_COARSE)
+        per_class = f"per class {counts.min()}-{counts.max()}"
+        summary[name] = f"{len(split)} images; {per_class}; per superclass {coarse.min()}-{coarse.max()}"
+    summary["classes"] = f"{len(ds.fine_names)} fine, {len(ds.coarse_names)} superclasses"
+    return summary
+
+
+def superclass_members(ds: Cifar100) -> dict[str, list[str]]:
+    mapping = ds.fine_to_coarse
+    return {name: [ds.fine_names[f] for f in np.flatnonzero(mapping == c)] for c, name in enumerate(ds.coarse_names)}
+
+
+def captions(ds: Cifar100, fine: np.ndarray) -> list[str]:
+    return [f"{ds.fine_names[f]}\n({ds.coarse_names[ds.fine_to_coarse[f]]})" for f in fine]
 
 
 # --------------------------------------------------------------------------- tf.data input pipeline

@@ -86,6 +86,14 @@ def build_seed(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> ke
     return keras.Model(inputs, head(backbone(x)), name="seed_efficientnetv2l")
 
 
+def forward_check(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """Run one batch through the model; fail loudly unless each row is a probability distribution."""
+    probs = model.predict(images, verbose=0)
+    if probs.shape != (len(images), NUM_CLASSES) or not np.allclose(probs.sum(axis=1), 1, atol=1e-3):
+        raise ValueError(f"model output {probs.shape} is not one probability row per image")
+    return probs
+
+
 BUILDERS = {"airbench": build_airbench, "seed": build_seed}
 
 

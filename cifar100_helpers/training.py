@@ -10,7 +10,7 @@ import time
 import keras
 
 from . import data
-from .config import RunConfig
+from .config import EPOCH_BUDGET, RunConfig
 from .data import Cifar100
 from .layout import RunDir, write_atomic
 
@@ -120,7 +120,16 @@ def train(model: keras.Model, ds: Cifar100, cfg: RunConfig, run: RunDir, interac
         epochs=cfg.epochs,
         validation_data=val_ds,
         callbacks=callbacks,
+        shuffle=False,  # tf.data already shuffles, with a seed
         verbose=1 if interactive else 2,
     )
     model.save(run.model)
     return read_history(run.history)
+
+
+def budget_statement(history: list[dict], cfg: RunConfig) -> str:
+    used = len(history)
+    if cfg.over_budget:
+        return f"OVER BUDGET: {used} epochs trained, above the study's {EPOCH_BUDGET}-epoch rule (allowed explicitly)."
+    minutes = sum(r["seconds"] for r in history) / 60
+    return f"{used} of the {EPOCH_BUDGET}-epoch budget used ({minutes:.1f} min of training)."

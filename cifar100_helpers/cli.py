@@ -1,0 +1,91 @@
+"""Command line: ``python -m cifar100_helpers run|bench``. Mistakes print one line, not a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+import time
+from pathlib import Path
+
+from .config import RECIPE_NAMES, resolve_recipe
+from .errors import Cifar100Error, ConfigError
+
+
+def parse_setting(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise ConfigError(f"--set expects KEY=VALUE, got '{text}' (e.g. --set batch_size=128).")
+    try:
+        return key.strip(), ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return key.strip(), value
+
+
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", help="cifar-100-python.tar.gz or its extracted folder (default: $CIFAR100_DATA, "
+                        "the Keras cache, then the official download)")  # fmt: skip
+    parser.add_argument("--no-verify", action="store_true", help="skip the official sha256 check (your own copy)")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m cifar100_helpers", description=__doc__)
+    commands = top.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="execute notebooks 01-04 into a new run directory")
+    run.add_argument("--recipe", default="auto", help=f"one of {', '.join(RECIPE_NAMES)} (default: auto)")
+    run.add_argument("--output", help="new run directory (default: outputs/<recipe>-<date>-<time>)")
+    add_data_options(run)
+    run.add_argument("--epochs", type=int, help="epochs to train (the recipe's value by default; at most 10)")
+    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--allow-over-budget", action="store_true", help="permit more than 10 epochs (flagged)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="any other config field, e.g. --set batch_size=128 (repeatable)")  # fmt: skip
+    run.add_argument("--notebooks", type=Path, help="folder holding 01_data.ipynb ... (default: the repo's)")
+
+    bench = commands.add_parser("bench", help="training images/second of each recipe and of the input pipeline")
+    bench.add_argument(
+        "--recipes", nargs="+", default=["cpu", "seed"], choices=[r for r in RECIPE_NAMES if r != "auto"]
+    )
+    add_data_options(bench)
+    bench.add_argument("--steps", type=int, default=10, help="timed training steps per recipe")
+    bench.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
+    return top
+
+
+def run_command(args: argparse.Namespace) -> None:
+    from . import pipeline
+    from .config import from_parameters
+
+    overrides = dict(parse_setting(s) for s in args.set)
+    if args.allow_over_budget:
+        overrides["allow_over_budget"] = True
+    cfg = from_parameters(
+        args.recipe, data=args.data, verify=False if args.no_verify else None, epochs=args.epochs,
+        seed=args.seed, overrides=overrides,
+    )  # fmt: skip
+    output = Path(args.output or f"outputs/{resolve_recipe(args.recipe)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    done = pipeline.run(cfg, output, **({"notebook_dir": args.notebooks} if args.notebooks else {}))
+    print(f"Report: {done.report}\nManifest: {done.manifest}")
+
+
+def bench_command(args: argparse.Namespace) -> None:
+    from . import bench
+
+    result = bench.run(args.recipes, bench.load_bench_data(args.data, not args.no_verify), steps=args.steps)
+    bench.save(result, args.output)
+    print(bench.table(result))
+    print(f"Saved {args.output}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        {"run": run_command, "bench": bench_command}[args.command](args)
+    except Cifar100Error as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: finished epochs are kept in the run directory's checkpoints.", file=sys.stderr)
+        return 130
+    return 0

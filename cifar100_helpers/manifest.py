@@ -1,0 +1,74 @@
+"""What a run needs to be reproduced: config, package versions, hardware, git state, times."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from .layout import write_atomic
+
+PACKAGES = ("tensorflow", "keras", "numpy", "matplotlib", "papermill", "nbconvert", "ipykernel", "cifar100-helpers")
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict:
+    import tensorflow as tf
+
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
+    gpus = tf.config.list_physical_devices("GPU")
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpu_cores": os.cpu_count(),
+        "memory_gib": round(memory / 2**30, 1) if memory else None,
+        "gpus": [tf.config.experimental.get_device_details(g).get("device_name", g.name) for g in gpus],
+    }
+
+
+def git_state(repo: Path) -> dict:
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "uncommitted_changes": bool(status) if status is not None else None}
+
+
+def write(path: Path, **fields) -> dict:
+    """Merge ``fields`` into the manifest at ``path`` (created if missing) and return it."""
+    manifest = json.loads(path.read_text()) if path.exists() else {}
+    manifest.update(fields)
+    write_atomic(path, json.dumps(manifest, indent=2, default=str) + "\n")
+    return manifest
