@@ -1,0 +1,62 @@
+"""Shared fixtures: small datasets written in the real CIFAR-100 on-disk format."""
+
+import io
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar100_helpers import generated_data
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / "shared" / "data"
+FIRST20 = Path(__file__).parent / "fixtures" / "cifar100_test_first20.npz"
+
+
+@pytest.fixture(scope="session")
+def archive(tmp_path_factory) -> Path:
+    """A generated cifar-100-python.tar.gz: 20 train and 5 test images per class."""
+    return generated_data.write_archive(tmp_path_factory.mktemp("data") / "cifar-100-python.tar.gz")
+
+
+@pytest.fixture
+def isolated_env(monkeypatch, tmp_path):
+    """No $CIFAR100_DATA and an empty Keras cache, so only what a test provides is found."""
+    monkeypatch.delenv("CIFAR100_DATA", raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras-home"))
+    return tmp_path
+
+
+def write_members(path: Path, members: dict[str, bytes]) -> Path:
+    """A tar.gz holding ``cifar-100-python/<name>`` for each raw member."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, raw in members.items():
+            info = tarfile.TarInfo(f"cifar-100-python/{name}")
+            info.size = len(raw)
+            tar.addfile(info, io.BytesIO(raw))
+    return path
+
+
+def read_members(path: Path) -> dict[str, dict]:
+    with tarfile.open(path) as tar:
+        return {Path(m.name).name: pickle.loads(tar.extractfile(m).read()) for m in tar if m.isfile()}
+
+
+@pytest.fixture
+def rewrite(archive, tmp_path):
+    """Write a copy of the generated archive with one member changed by ``edit(member_dict)``."""
+
+    def make(member: str, edit) -> Path:
+        members = read_members(archive)
+        edit(members[member])
+        return write_members(tmp_path / "edited.tar.gz", {k: pickle.dumps(v, protocol=2) for k, v in members.items()})
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def first20():
+    with np.load(FIRST20) as f:
+        return f["x_test"], f["y_test_fine"]

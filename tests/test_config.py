@@ -1,0 +1,61 @@
+import dataclasses
+
+import pytest
+
+from cifar100_helpers import config
+from cifar100_helpers.errors import BudgetError, ConfigError
+
+
+def test_recipes_are_frozen_and_valid():
+    for name in config.RECIPES:
+        cfg = config.make_config(name)
+        assert cfg.recipe == name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            cfg.epochs = 3
+
+
+def test_auto_picks_cpu_without_gpu(monkeypatch):
+    monkeypatch.setattr(config, "gpu_available", lambda: False)
+    assert config.make_config("auto").recipe == "cpu"
+
+
+def test_budget_rule():
+    assert config.make_config("cpu", epochs=10).epochs == 10
+    with pytest.raises(BudgetError, match="--allow-over-budget"):
+        config.make_config("cpu", epochs=11)
+    over = config.make_config("cpu", epochs=12, allow_over_budget=True)
+    assert over.over_budget
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epochs": 0}, "epochs"),
+        ({"epochs": -2}, "epochs"),
+        ({"batch_size": 0}, "batch size"),
+        ({"batch_size": 12.5}, "batch size"),
+        ({"val_fraction": 0.5}, r"\[0, 0.5\)"),
+        ({"val_fraction": -0.1}, r"\[0, 0.5\)"),
+        ({"image_size": 8}, "too small"),
+        ({"learning_rate": 0}, "learning rate"),
+        ({"optimizer": "adam"}, "optimizer"),
+    ],
+)
+def test_invalid_values(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        config.make_config("cpu", **overrides)
+
+
+def test_unknown_recipe_lists_valid_ones():
+    with pytest.raises(ConfigError, match="Valid recipes: cpu, seed, smoke, auto"):
+        config.make_config("resnet")
+
+
+def test_unknown_parameter_suggests_the_right_one():
+    with pytest.raises(ConfigError, match="did you mean 'batch_size'"):
+        config.make_config("cpu", batch_sise=128)
+
+
+def test_from_parameters_none_keeps_recipe_values():
+    cfg = config.from_parameters("smoke", data=None, verify=None, epochs=None, seed=4, overrides={"widths": [4, 8]})
+    assert (cfg.epochs, cfg.verify, cfg.seed, cfg.widths) == (config.RECIPES["smoke"].epochs, False, 4, (4, 8))

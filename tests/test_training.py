@@ -1,0 +1,62 @@
+import keras
+import numpy as np
+import pytest
+
+from cifar100_helpers import config, data, evaluation, models, training
+from cifar100_helpers.layout import RunDir
+
+
+def test_warmup_then_cosine_to_zero():
+    cfg = config.make_config("cpu", learning_rate=0.2, warmup_epochs=1, epochs=10)
+    schedule = training.learning_rate(cfg, steps_per_epoch=100)
+    values = [float(schedule(step)) for step in (0, 50, 100, 550, 1000)]
+    assert values[0] == pytest.approx(0.0)
+    assert values[1] == pytest.approx(0.1)
+    assert values[2] == pytest.approx(0.2)
+    assert values[3] == pytest.approx(0.1, abs=1e-6)  # halfway through the cosine
+    assert values[4] == pytest.approx(0.0, abs=1e-7)
+
+
+def test_constant_schedule():
+    assert training.learning_rate(config.make_config("seed"), 100) == 1e-4
+
+
+def test_weight_decay_skips_batchnorm_and_biases():
+    optimizer = training.make_optimizer(config.make_config("cpu"), 10)
+    kernel, gamma = keras.Variable(np.ones(3), name="kernel"), keras.Variable(np.ones(3), name="gamma")
+    assert optimizer._use_weight_decay(kernel) and not optimizer._use_weight_decay(gamma)
+
+
+def test_cpu_recipe_learns_generated_data(archive, tmp_path):
+    """A short training of the cpu recipe beats chance (1%) by a wide margin."""
+    cfg = config.make_config("cpu", epochs=4, batch_size=64, learning_rate=0.1, verify=False)
+    ds = data.load(archive, verify=False, val_fraction=cfg.val_fraction)
+    run = RunDir(tmp_path / "run").create()
+    model = models.build(cfg, ds.train.x)
+    history = training.train(model, ds, cfg, run, interactive=False)
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert all(r["images_per_second"] > 0 and r["seconds"] > 0 for r in history)
+    assert history[-1]["learning_rate"] == pytest.approx(0.0, abs=1e-3)
+    probs = evaluation.predict(keras.models.load_model(run.model), ds.test.x)
+    assert evaluation.top_k_accuracy(probs, ds.test.fine, 1) > 0.3
+    assert run.checkpoint.exists()
+
+
+def test_history_keeps_one_row_per_epoch(tmp_path):
+    path = tmp_path / "history.csv"
+    rows = [{"epoch": 2, "loss": 1.0}, {"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 0.5}]
+    merged = {}
+    for row in rows:
+        merged[row["epoch"]] = row
+        path.write_text(training.history_text(list(merged.values())))
+    history = training.read_history(path)
+    assert [(r["epoch"], r["loss"]) for r in history] == [(1, 2.0), (2, 0.5)]
+
+
+def test_budget_statement_flags_over_budget():
+    history = [{"epoch": e, "seconds": 6.0} for e in range(1, 13)]
+    cfg = config.make_config("cpu", epochs=12, allow_over_budget=True)
+    assert training.budget_statement(history, cfg).startswith("OVER BUDGET")
+    assert training.budget_statement(history[:10], config.make_config("cpu")) == (
+        "10 of the 10-epoch budget used (1.0 min of training)."
+    )
