@@ -28,8 +28,10 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int) -> dict:
     model = models.build(cfg, ds.train.x[:1000])
     training.compile_model(model, cfg, steps_per_epoch=steps)
     batches = data.train_dataset(ds.train, cfg.batch_size, cfg.seed, cfg.crop_pad, cfg.flip).repeat()
-    model.fit(batches, steps_per_epoch=warmup, epochs=1, verbose=0)
-    ips = images_per_second(lambda n: model.fit(batches, steps_per_epoch=n, epochs=1, verbose=0), cfg.batch_size, steps)
+    model.fit(batches, steps_per_epoch=warmup, epochs=1, shuffle=False, verbose=0)
+    ips = images_per_second(
+        lambda n: model.fit(batches, steps_per_epoch=n, epochs=1, shuffle=False, verbose=0), cfg.batch_size, steps
+    )
     return {
         "recipe": name,
         "parameters": model.count_params(),

@@ -23,6 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = ("01_data.ipynb", "02_model.ipynb", "03_train.ipynb", "04_results.ipynb")
 KERNEL_NAME = "cifar100-helpers-current"
+SKIPPED_IN_REPORT = {"parameters", "injected-parameters", "report-skip"}  # cell tags left out of report.html
 NAMED_PARAMETERS = {"data": "data_path", "verify": "verify", "epochs": "epochs"}  # config field: notebook name
 
 
@@ -152,11 +153,11 @@ def write_report(run: RunDir) -> Path:
     notebooks = [nbformat.read(run.notebook(name), as_version=4) for name in NOTEBOOKS]
     cells = [nbformat.v4.new_markdown_cell(banner(run))]
     for nb in notebooks:
-        cells += [c for c in nb.cells if "parameters" not in c.metadata.get("tags", [])]
+        cells += [c for c in nb.cells if not SKIPPED_IN_REPORT & set(c.metadata.get("tags", []))]
     merged = nbformat.v4.new_notebook(cells=cells, metadata=notebooks[0].metadata)
     exporter = HTMLExporter(
         template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )
     body, _ = exporter.from_notebook_node(merged, resources={"metadata": {"name": f"CIFAR-100 {run.root.name}"}})
-    write_atomic(run.report, re.sub(r'<script src="https?://[^"]*"></script>\s*', "", body))
+    write_atomic(run.report, re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body))
     return run.report

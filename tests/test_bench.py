@@ -1,0 +1,13 @@
+from cifar100_helpers import bench, data
+
+
+def test_bench_measures_recipes_and_pipeline(archive, tmp_path):
+    ds = data.load(archive, verify=False)
+    result = bench.run(["smoke"], ds, steps=2, warmup=1)
+    row = result["recipes"][0]
+    assert row["recipe"] == "smoke" and row["train_images_per_second"] > 0
+    assert row["projected_10_epoch_minutes"] > 0 and row["ratio_to_seed"] is None
+    assert result["input_pipeline_images_per_second"] > 0
+    assert "| smoke |" in bench.table(result)
+    bench.save(result, tmp_path / "bench.json")
+    assert (tmp_path / "bench.json").read_text().startswith("{")

@@ -1,0 +1,79 @@
+"""The papermill pipeline and the command line, end to end on generated data."""
+
+import json
+
+import nbformat
+import pytest
+
+from cifar100_helpers import cli, config, pipeline
+from cifar100_helpers.errors import RunError
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    return pipeline.run(config.make_config("smoke"), tmp_path_factory.mktemp("runs") / "smoke")
+
+
+def test_smoke_run_produces_every_artifact(smoke_run):
+    for name in pipeline.NOTEBOOKS:
+        nb = nbformat.read(smoke_run.notebook(name), as_version=4)
+        assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    metrics = json.loads(smoke_run.metrics.read_text())
+    assert {"top1", "top5", "top1_tta", "top5_tta"} <= set(metrics) and metrics["generated_data"]
+    assert smoke_run.history.read_text().startswith("epoch,loss,accuracy,top5")
+    manifest = json.loads(smoke_run.manifest.read_text())
+    assert manifest["status"] == "completed" and manifest["config"]["recipe"] == "smoke"
+    assert {"tensorflow", "keras", "python"} <= set(manifest["versions"])
+    assert "commit" in manifest["git"] and "cpu" in manifest["hardware"]
+    for figure in ("samples", "augmentation", "curves", "superclass_confusion", "best_worst_classes"):
+        assert smoke_run.figure(figure).exists()
+
+
+def test_report_is_self_contained_and_flags_generated_data(smoke_run):
+    html = smoke_run.report.read_text()
+    assert "GENERATED DATA" in html[: html.index("Test top-1")]
+    assert 'src="http' not in html and "data:image/png;base64" in html
+    assert "cfg = config.from_parameters" not in html  # code hidden
+
+
+def test_existing_run_directory_is_never_overwritten(smoke_run):
+    before = smoke_run.metrics.read_text()
+    with pytest.raises(RunError, match="never overwritten"):
+        pipeline.run(config.make_config("smoke"), smoke_run.root)
+    assert smoke_run.metrics.read_text() == before
+
+
+def test_failing_notebook_names_notebook_and_cell_and_keeps_it(tmp_path):
+    cfg = config.make_config("smoke", batch_size=100_000)  # valid, but larger than the training split
+    with pytest.raises(RunError, match=r"03_train.ipynb failed in cell \d+ \(ConfigError: batch size") as err:
+        pipeline.run(cfg, tmp_path / "fails")
+    assert "partly executed notebook is kept" in str(err.value)
+    assert (tmp_path / "fails" / "03_train.ipynb").exists()
+    assert json.loads((tmp_path / "fails" / "run.json").read_text())["status"] == "failed"
+
+
+def test_notebook_parameters_carry_every_change(tmp_path):
+    cfg = config.make_config("smoke", epochs=2, batch_size=16, data="x.tar.gz")
+    params = pipeline.notebook_parameters(cfg, pipeline.RunDir(tmp_path))
+    assert params["epochs"] == 2 and params["data_path"] == "x.tar.gz" and params["interactive"] is False
+    rebuilt = config.from_parameters(params["recipe"], params["data_path"], params["verify"], params["epochs"],
+                                     params["seed"], params["overrides"])  # fmt: skip
+    assert rebuilt == cfg
+
+
+def test_cli_bad_input_is_one_line_and_nonzero(capsys, tmp_path):
+    assert cli.main(["run", "--recipe", "resnet", "--output", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Valid recipes" in err
+    assert cli.main(["run", "--recipe", "cpu", "--epochs", "11", "--output", str(tmp_path / "x")]) == 2
+    assert "--allow-over-budget" in capsys.readouterr().err
+    assert cli.main(["run", "--set", "nonsense", "--output", str(tmp_path / "x")]) == 2
+    assert "KEY=VALUE" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_cli_without_data_stops_before_creating_the_run(capsys, tmp_path, isolated_env, monkeypatch):
+    monkeypatch.setattr("keras.utils.get_file", lambda *a, **k: (_ for _ in ()).throw(OSError("no network")))
+    assert cli.main(["run", "--recipe", "cpu", "--output", str(tmp_path / "real")]) == 2
+    assert "make demo" in capsys.readouterr().err
+    assert not (tmp_path / "real").exists()
