@@ -4,14 +4,17 @@ import os
 
 
 def import_tensorflow_quietly() -> None:
-    """Import TensorFlow with its C++ start-up log lines (oneDNN, CUDA probing) kept out of
-    notebooks and reports; Python errors still surface as usual."""
+    """Import TensorFlow and probe its devices with the C++ start-up log lines (oneDNN notes,
+    "failed call to cuInit" on machines without a GPU) kept out of notebooks and reports.
+    Python errors still surface as usual."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     saved = os.dup(2)
     devnull = os.open(os.devnull, os.O_WRONLY)
     try:
         os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
+        import tensorflow
+
+        tensorflow.config.list_physical_devices("GPU")
     finally:
         os.dup2(saved, 2)
         os.close(saved)
