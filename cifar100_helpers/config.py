@@ -96,17 +96,9 @@ RECIPE_NAMES = (*RECIPES, "auto")
 FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
-def gpu_available() -> bool:
-    import tensorflow as tf
-
-    return bool(tf.config.list_physical_devices("GPU"))
-
-
 def resolve_recipe(name: str) -> str:
-    """``auto`` picks the recipe for this machine: ``cpu`` without an accelerator."""
-    if name != "auto":
-        return name
-    return "cpu"
+    """``auto`` picks the recipe for this machine; ``cpu`` until GPU recipes join the registry."""
+    return "cpu" if name == "auto" else name
 
 
 def make_config(recipe: str = "auto", **overrides) -> RunConfig:

@@ -11,6 +11,8 @@ from .config import RunConfig
 from .errors import ConfigError
 
 NUM_CLASSES = 100
+SEED_WEIGHTS_FILE = "efficientnetv2-l_notop.h5"
+SEED_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/{SEED_WEIGHTS_FILE}"
 
 
 def whitening_filters(images: np.ndarray, size: int = 2, eps: float = 5e-4) -> tuple[np.ndarray, np.ndarray]:
@@ -65,10 +67,18 @@ def build_seed(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> ke
     plausible choices, not theirs. ``preprocess_input`` is applied inside the model (for V2 it is
     the identity: the backbone rescales 0-255 pixels itself).
     """
-    weights = cfg.weights
-    backbone = keras.applications.EfficientNetV2L(
-        weights=weights, include_top=False, input_shape=(cfg.image_size, cfg.image_size, 3)
-    )
+    try:
+        backbone = keras.applications.EfficientNetV2L(
+            weights=cfg.weights, include_top=False, input_shape=(cfg.image_size, cfg.image_size, 3)
+        )
+    except Exception as exc:  # a failed download surfaces as many exception types
+        if cfg.weights != "imagenet":
+            raise
+        raise ConfigError(
+            f"Could not fetch the ImageNet weights for EfficientNetV2L ({str(exc).splitlines()[0][:120]}). "
+            f"Copy {SEED_WEIGHTS_FILE} (from {SEED_WEIGHTS_URL}) into ~/.keras/models/, "
+            "or train from scratch with --set weights=None."
+        ) from None
     inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
     x = keras.applications.efficientnet_v2.preprocess_input(inputs)
     head = keras.Sequential(

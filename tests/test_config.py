@@ -14,8 +14,7 @@ def test_recipes_are_frozen_and_valid():
             cfg.epochs = 3
 
 
-def test_auto_picks_cpu_without_gpu(monkeypatch):
-    monkeypatch.setattr(config, "gpu_available", lambda: False)
+def test_auto_picks_cpu():
     assert config.make_config("auto").recipe == "cpu"
 
 

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from cifar100_helpers import config, models
+from cifar100_helpers.errors import ConfigError
 
 
 def test_whitening_filters_decorrelate_patches():
@@ -38,4 +39,14 @@ def test_seed_model_without_pretrained_weights():
     assert model.get_layer("head").layers[0].activation.__name__ == "elu"
     images = np.zeros((2, 32, 32, 3), dtype=np.uint8)
     assert models.forward_check(model, images).shape == (2, 100)
+    keras.backend.clear_session()
+
+
+def test_seed_without_network_names_the_weights_file(isolated_env, monkeypatch):
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
+
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+    with pytest.raises(ConfigError, match="efficientnetv2-l_notop.h5.*~/.keras/models/.*weights=None"):
+        models.build(config.make_config("seed"))
     keras.backend.clear_session()
