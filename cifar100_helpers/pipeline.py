@@ -4,6 +4,7 @@ HTML report and the run manifest. It only orchestrates: the work happens in the 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -94,8 +95,16 @@ def execute(notebook: str, run: RunDir, params: dict, kernel: str, notebook_dir:
         ) from None
 
 
+def with_absolute_data(cfg: RunConfig) -> RunConfig:
+    """Notebooks run inside the run directory, so a relative data path must be made absolute first."""
+    if cfg.data is None:
+        return cfg
+    return dataclasses.replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
+
+
 def run(cfg: RunConfig, output: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
     """Run 01-04 into ``output`` (which must not exist), then write report.html and run.json."""
+    cfg = with_absolute_data(cfg)
     check_data(cfg)
     run_dir = prepare_run_dir(output)
     write_atomic(run_dir.config, json.dumps(cfg.to_dict(), indent=2) + "\n")

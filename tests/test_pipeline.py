@@ -61,6 +61,13 @@ def test_notebook_parameters_carry_every_change(tmp_path):
     assert rebuilt == cfg
 
 
+def test_relative_data_path_is_made_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = pipeline.with_absolute_data(config.make_config("cpu", data="data/c100.tar.gz"))
+    assert cfg.data == str(tmp_path / "data" / "c100.tar.gz")
+    assert pipeline.with_absolute_data(config.make_config("cpu")).data is None
+
+
 def test_cli_bad_input_is_one_line_and_nonzero(capsys, tmp_path):
     assert cli.main(["run", "--recipe", "resnet", "--output", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
