@@ -7,7 +7,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval/sanitize.
 DATA ?=
 RUN_ARGS := $(if $(DATA),--data $(DATA),) $(ARGS)
 
-.PHONY: setup report demo test lint bench nbval-refresh
+.PHONY: setup report demo test test-slow lint bench nbval-refresh
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,11 @@ demo: $(STAMP)  ## the whole pipeline offline on generated data, into outputs/de
 	rm -rf outputs/demo
 	$(BIN)/python -m cifar100_helpers run --recipe smoke --output outputs/demo
 
-test: $(STAMP) lint
-	$(BIN)/python -m pytest $(NBVAL)
+test: $(STAMP) lint  ## everything but the tests marked slow; under 10 minutes on 2 cores
+	$(BIN)/python -m pytest $(NBVAL) -m "not slow"
+
+test-slow: $(STAMP)  ## seed and transfer through the pipeline (EfficientNetV2L on a CPU takes minutes)
+	$(BIN)/python -m pytest -m slow
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -11,6 +11,8 @@ from pathlib import Path
 from .config import RECIPE_NAMES, resolve_recipe
 from .errors import Cifar100Error, ConfigError
 
+BENCH_RECIPES = [r for r in RECIPE_NAMES if r not in ("auto", "smoke")]
+
 
 def parse_setting(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
@@ -35,37 +37,54 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="execute notebooks 01-04 into a new run directory")
     run.add_argument("--recipe", default="auto", help=f"one of {', '.join(RECIPE_NAMES)} (default: auto)")
     run.add_argument("--output", help="new run directory (default: outputs/<recipe>-<date>-<time>)")
+    run.add_argument("--resume", metavar="RUN_DIR", type=Path,
+                     help="continue an interrupted run in RUN_DIR (its saved config is used)")  # fmt: skip
+    run.add_argument("--deterministic", action="store_true",
+                     help="bit-for-bit repeatable on CPU (seeds and op determinism; slower)")  # fmt: skip
     add_data_options(run)
     run.add_argument("--epochs", type=int, help="epochs to train (the recipe's value by default; at most 10)")
     run.add_argument("--seed", type=int, default=0)
+    run.add_argument(
+        "--weights", help="pretrained weights: 'imagenet' (default of seed/transfer), a local file, or None"
+    )
     run.add_argument("--allow-over-budget", action="store_true", help="permit more than 10 epochs (flagged)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any other config field, e.g. --set batch_size=128 (repeatable)")  # fmt: skip
     run.add_argument("--notebooks", type=Path, help="folder holding 01_data.ipynb ... (default: the repo's)")
 
     bench = commands.add_parser("bench", help="training images/second of each recipe and of the input pipeline")
-    bench.add_argument(
-        "--recipes", nargs="+", default=["cpu", "seed"], choices=[r for r in RECIPE_NAMES if r != "auto"]
-    )
+    bench.add_argument("--recipes", nargs="+", default=BENCH_RECIPES, choices=BENCH_RECIPES)
     add_data_options(bench)
     bench.add_argument("--steps", type=int, default=10, help="timed training steps per recipe")
     bench.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
     return top
 
 
-def run_command(args: argparse.Namespace) -> None:
-    from . import pipeline
+def config_from_args(args: argparse.Namespace):
     from .config import from_parameters
 
     overrides = dict(parse_setting(s) for s in args.set)
+    if args.weights:
+        overrides["weights"] = None if args.weights == "None" else args.weights
     if args.allow_over_budget:
         overrides["allow_over_budget"] = True
-    cfg = from_parameters(
+    if args.deterministic:
+        overrides["deterministic"] = True
+    return from_parameters(
         args.recipe, data=args.data, verify=False if args.no_verify else None, epochs=args.epochs,
         seed=args.seed, overrides=overrides,
     )  # fmt: skip
-    output = Path(args.output or f"outputs/{resolve_recipe(args.recipe)}-{time.strftime('%Y%m%d-%H%M%S')}")
-    done = pipeline.run(cfg, output, **({"notebook_dir": args.notebooks} if args.notebooks else {}))
+
+
+def run_command(args: argparse.Namespace) -> None:
+    from . import pipeline
+
+    notebooks = {"notebook_dir": args.notebooks} if args.notebooks else {}
+    if args.resume:
+        done = pipeline.resume(args.resume, **notebooks)
+    else:
+        output = Path(args.output or f"outputs/{resolve_recipe(args.recipe)}-{time.strftime('%Y%m%d-%H%M%S')}")
+        done = pipeline.run(config_from_args(args), output, **notebooks)
     print(f"Report: {done.report}\nManifest: {done.manifest}")
 
 
@@ -86,6 +105,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: finished epochs are kept in the run directory's checkpoints.", file=sys.stderr)
+        print("interrupted: finished epochs are kept; continue with --resume RUN_DIR.", file=sys.stderr)
         return 130
     return 0

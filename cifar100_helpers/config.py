@@ -9,6 +9,12 @@ from dataclasses import dataclass
 from .errors import BudgetError, ConfigError
 
 EPOCH_BUDGET = 10  # the study's rule: at most 10 passes over the training data
+TTA_MODES = ("none", "flip", "flip_translate")
+BACKBONE_NAMES = (
+    "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
+    "EfficientNetV2S", "EfficientNetV2M", "EfficientNetV2L",
+    "ConvNeXtTiny", "ConvNeXtSmall", "ConvNeXtBase",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -19,7 +25,7 @@ class RunConfig:
     model: str  # a builder in models.BUILDERS
     epochs: int = EPOCH_BUDGET
     batch_size: int = 256
-    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "rmsprop"
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum), "adamw" or "rmsprop"
     learning_rate: float = 0.1  # peak value, reached after the warm-up
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -28,10 +34,18 @@ class RunConfig:
     label_smoothing: float = 0.0
     crop_pad: int = 4  # random translation of up to this many pixels; 0 turns it off
     flip: bool = True  # random horizontal flips in training
-    tta: bool = True  # also report accuracy averaged over the image and its mirror
+    randaugment: float = 0.0  # RandAugment strength (Keras layer `factor`); 0 turns it off
+    mixup: float = 0.0  # MixUp alpha; 0 turns it off
+    cutmix: float = 0.0  # CutMix factor; 0 turns it off
+    ema: float = 0.0  # momentum of the optimizer's weight EMA (Keras `use_ema`); 0 turns it off
+    tta: str = "flip"  # test-time augmentation reported beside plain accuracy: "none", "flip", "flip_translate"
     widths: tuple[int, ...] = (64, 128, 256)
     bn_momentum: float = 0.9
-    image_size: int = 32
+    image_size: int = 32  # what the network sees; CIFAR's 32x32 images are resized inside the model
+    start_size: int = 0  # progressive resizing: first epochs at this size, growing to 32 (0: off)
+    backbone: str = ""  # transfer: a keras.applications constructor name in models.BACKBONES
+    mixed_precision: bool = True  # float16 on capable GPUs, bfloat16 on TPU; CPUs always use float32
+    deterministic: bool = False  # bit-for-bit repeatable on CPU (op determinism, no XLA); slower
     dropout: float = 0.0
     head_filters: int = 0  # seed head: Conv2D filters
     head_units: int = 0  # seed head: Dense units
@@ -73,12 +87,42 @@ RECIPES: dict[str, RunConfig] = {
         schedule="constant",
         crop_pad=0,
         flip=False,
-        tta=False,
+        tta="none",
         widths=(),
         dropout=0.3,
         head_filters=256,
         head_units=256,
         weights="imagenet",
+    ),
+    "transfer": RunConfig(
+        recipe="transfer",
+        model="transfer",
+        backbone="EfficientNetV2S",
+        image_size=224,
+        batch_size=64,
+        optimizer="adamw",
+        learning_rate=2e-4,
+        weight_decay=0.05,
+        warmup_epochs=1.0,
+        label_smoothing=0.1,
+        randaugment=0.3,
+        ema=0.999,
+        dropout=0.2,
+        widths=(),
+        weights="imagenet",
+    ),
+    "scratch": RunConfig(
+        recipe="scratch",
+        model="airbench",
+        batch_size=1024,
+        learning_rate=0.4,
+        weight_decay=5e-4,
+        label_smoothing=0.2,
+        widths=(128, 384, 384),
+        bn_momentum=0.6,
+        start_size=24,
+        ema=0.99,
+        tta="flip_translate",
     ),
     "smoke": RunConfig(
         recipe="smoke",
@@ -96,9 +140,21 @@ RECIPE_NAMES = (*RECIPES, "auto")
 FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
+def accelerator_present() -> bool:
+    import os
+
+    import tensorflow as tf
+
+    return bool(
+        tf.config.list_physical_devices("GPU") or os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME")
+    )
+
+
 def resolve_recipe(name: str) -> str:
-    """``auto`` picks the recipe for this machine; ``cpu`` until GPU recipes join the registry."""
-    return "cpu" if name == "auto" else name
+    """``auto`` picks the recipe for this machine: ``transfer`` with a GPU or TPU, ``cpu`` without."""
+    if name != "auto":
+        return name
+    return "transfer" if accelerator_present() else "cpu"
 
 
 def make_config(recipe: str = "auto", **overrides) -> RunConfig:
@@ -140,11 +196,23 @@ def validate(cfg: RunConfig) -> None:
     positive_int(cfg.batch_size, "batch size (--batch-size)")
     if not 0 <= cfg.val_fraction < 0.5:
         raise ConfigError(f"validation fraction must be in [0, 0.5), got {cfg.val_fraction!r} (--val-fraction).")
-    if cfg.optimizer not in ("sgd", "rmsprop"):
-        raise ConfigError(f"optimizer must be 'sgd' or 'rmsprop', got {cfg.optimizer!r}.")
+    if cfg.optimizer not in ("sgd", "adamw", "rmsprop"):
+        raise ConfigError(f"optimizer must be 'sgd', 'adamw' or 'rmsprop', got {cfg.optimizer!r}.")
+    if cfg.tta not in TTA_MODES:
+        raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {cfg.tta!r}.")
     if cfg.schedule not in ("cosine", "constant"):
         raise ConfigError(f"schedule must be 'cosine' or 'constant', got {cfg.schedule!r}.")
     if cfg.learning_rate <= 0:
         raise ConfigError(f"learning rate must be positive, got {cfg.learning_rate!r} (--learning-rate).")
-    if cfg.image_size < 16:
-        raise ConfigError(f"image size {cfg.image_size} is too small: use at least 16 (--image-size).")
+    if cfg.model in ("transfer", "seed"):
+        if cfg.model == "transfer" and cfg.backbone not in BACKBONE_NAMES:
+            raise ConfigError(f"Unknown backbone '{cfg.backbone}'. Valid: {', '.join(BACKBONE_NAMES)}.")
+        if cfg.image_size < 32:
+            raise ConfigError(
+                f"image size {cfg.image_size} is too small for {cfg.backbone or 'EfficientNetV2L'}: "
+                "use at least 32 (--set image_size=224)."
+            )
+    elif cfg.image_size < 16:
+        raise ConfigError(f"image size {cfg.image_size} is too small: use at least 16 (--set image_size=32).")
+    if cfg.start_size and not 16 <= cfg.start_size <= cfg.image_size:
+        raise ConfigError(f"start_size {cfg.start_size} must be between 16 and image_size {cfg.image_size}.")

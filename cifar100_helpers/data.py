@@ -339,15 +339,56 @@ def one_hot(split: Split) -> np.ndarray:
     return np.eye(NUM_FINE, dtype=np.float32)[split.fine]
 
 
-def train_dataset(split: Split, batch_size: int, seed: int, pad: int = 4, flip: bool = True) -> tf.data.Dataset:
-    """Shuffled (a new seeded order every epoch), augmented, batched, prefetched (uint8 images, one-hot labels)."""
-    ds = tf.data.Dataset.from_tensor_slices((split.x, one_hot(split)))
-    ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).batch(batch_size, drop_remainder=True)
-    ds = ds.enumerate().map(
-        lambda i, batch: (random_crop_flip(batch[0], pad, flip, tf.stack([tf.cast(seed, tf.int64), i])), batch[1]),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=True,
-    )
+def batch_augmenter(cfg, size: tf.Variable | None = None):
+    """The training-time transformation of one batch (images, one-hot labels) for a config:
+    flip + translate, then RandAugment, MixUp and CutMix where enabled (Keras's own layers), then
+    the current progressive image size where ``size`` is given."""
+    import keras
+
+    steps = []
+    if cfg.randaugment:
+        rand_augment = keras.layers.RandAugment(value_range=(0, 255), factor=cfg.randaugment, seed=cfg.seed)
+        steps.append(lambda x, y: (rand_augment(x), y))
+    for layer in ([keras.layers.MixUp(cfg.mixup, seed=cfg.seed)] if cfg.mixup else []) + (
+        [keras.layers.CutMix(cfg.cutmix, seed=cfg.seed)] if cfg.cutmix else []
+    ):
+        steps.append(lambda x, y, layer=layer: tuple(layer({"images": x, "labels": y}).values()))
+    if size is not None:
+        steps.append(lambda x, y: (tf.image.resize(x, tf.stack([size, size])), y))
+
+    def augment(index, batch):
+        images, labels = batch
+        images = random_crop_flip(images, cfg.crop_pad, cfg.flip, tf.stack([tf.cast(cfg.seed, tf.int64), index]))
+        for step in steps:
+            images, labels = step(images, labels)
+        return images, labels
+
+    return augment
+
+
+def train_dataset(
+    split: Split, batch_size: int, cfg, size: tf.Variable | None = None, epoch: tf.Variable | None = None
+) -> tf.data.Dataset:
+    """Augmented, batched, prefetched training data with one-hot labels. The order and the random
+    augmentations depend only on (seed, epoch), so a resumed run sees exactly the batches an
+    uninterrupted one would; ``epoch`` is set by the training loop at the start of every epoch."""
+    epoch = tf.constant(0, tf.int64) if epoch is None else epoch
+    images, labels = tf.constant(split.x), tf.constant(one_hot(split))
+
+    def epoch_order(_):
+        seed = tf.stack([tf.constant(cfg.seed, tf.int64), tf.cast(epoch, tf.int64)])
+        return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(tf.range(len(split)), seed))
+
+    augment = batch_augmenter(cfg, size)
+
+    def batch(step, index):
+        return augment(
+            tf.cast(epoch, tf.int64) * 1_000_000 + step, (tf.gather(images, index), tf.gather(labels, index))
+        )
+
+    ds = tf.data.Dataset.from_tensors(0).flat_map(epoch_order).batch(batch_size, drop_remainder=True)
+    ds = ds.apply(tf.data.experimental.assert_cardinality(len(split) // batch_size))  # flat_map hides it
+    ds = ds.enumerate().map(batch, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

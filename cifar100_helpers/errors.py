@@ -19,3 +19,7 @@ class BudgetError(ConfigError):
 
 class RunError(Cifar100Error):
     """The run directory or a notebook execution is in a state the pipeline cannot continue from."""
+
+
+class TrainingDiverged(RunError):
+    """The loss became NaN or infinite; training stopped at once."""

@@ -12,12 +12,29 @@ from .data import Cifar100
 from .layout import write_atomic
 
 
-def predict(model: keras.Model, images: np.ndarray, flip_tta: bool = False, batch_size: int = 500) -> np.ndarray:
-    """Class probabilities; with ``flip_tta`` the mean over the image and its mirror."""
-    probs = model.predict(images, batch_size=batch_size, verbose=0)
-    if flip_tta:
-        probs = (probs + model.predict(images[:, :, ::-1], batch_size=batch_size, verbose=0)) / 2
-    return probs
+def translated(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """Images shifted by (dy, dx) pixels, the uncovered border filled by reflection."""
+    pad = max(abs(dy), abs(dx))
+    padded = np.pad(images, [(0, 0), (pad, pad), (pad, pad), (0, 0)], mode="reflect")
+    h, w = images.shape[1:3]
+    return padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w]
+
+
+def tta_views(images: np.ndarray, mode: str) -> list[np.ndarray]:
+    """The test-time views averaged by ``mode``: none, flip (image and mirror), flip_translate
+    (both, each also shifted one pixel up-left and down-right)."""
+    views = [images]
+    if mode in ("flip", "flip_translate"):
+        views.append(images[:, :, ::-1])
+    if mode == "flip_translate":
+        views += [translated(v, d, d) for v in views[:2] for d in (-1, 1)]
+    return views
+
+
+def predict(model: keras.Model, images: np.ndarray, tta: str = "none", batch_size: int = 500) -> np.ndarray:
+    """Class probabilities averaged over the ``tta`` views of each image."""
+    views = tta_views(images, tta)
+    return sum(model.predict(v, batch_size=batch_size, verbose=0) for v in views) / len(views)
 
 
 def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -67,6 +84,7 @@ def summarize(probs: np.ndarray, probs_tta: np.ndarray | None, ds: Cifar100, cfg
         "classes": ranked_classes(fine_acc, ds.fine_names),
     }
     if probs_tta is not None:
+        metrics["tta"] = cfg.tta
         metrics["top1_tta"] = top_k_accuracy(probs_tta, labels, 1)
         metrics["top5_tta"] = top_k_accuracy(probs_tta, labels, 5)
     return metrics
@@ -75,7 +93,7 @@ def summarize(probs: np.ndarray, probs_tta: np.ndarray | None, ds: Cifar100, cfg
 def headline(metrics: dict) -> str:
     lines = [f"test top-1 {metrics['top1']:.2%}   top-5 {metrics['top5']:.2%}   (no TTA)"]
     if "top1_tta" in metrics:
-        lines.append(f"test top-1 {metrics['top1_tta']:.2%}   top-5 {metrics['top5_tta']:.2%}   (flip TTA)")
+        lines.append(f"test top-1 {metrics['top1_tta']:.2%}   top-5 {metrics['top5_tta']:.2%}   ({metrics['tta']} TTA)")
     lines.append(f"superclass top-1 {metrics['superclass_top1']:.2%} on {metrics['test_images']} test images")
     return "\n".join(lines)
 

@@ -3,16 +3,19 @@ returns class probabilities, so a saved model needs no outside preprocessing."""
 
 from __future__ import annotations
 
+import inspect
+import sys
+
 import keras
 import numpy as np
 from keras import layers
 
-from .config import RunConfig
+from .config import BACKBONE_NAMES, RunConfig
+from .data import IMAGE_SHAPE
 from .errors import ConfigError
 
 NUM_CLASSES = 100
-SEED_WEIGHTS_FILE = "efficientnetv2-l_notop.h5"
-SEED_WEIGHTS_URL = f"https://storage.googleapis.com/tensorflow/keras-applications/efficientnet_v2/{SEED_WEIGHTS_FILE}"
+BACKBONES = {name: getattr(keras.applications, name) for name in BACKBONE_NAMES}
 
 
 def whitening_filters(images: np.ndarray, size: int = 2, eps: float = 5e-4) -> tuple[np.ndarray, np.ndarray]:
@@ -42,7 +45,8 @@ def conv_bn(x, width: int, momentum: float):
 
 def build_airbench(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> keras.Model:
     """airbench-style net: frozen whitening conv, then per width conv-pool-BN-GELU, conv-BN-GELU."""
-    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
+    size = None if cfg.start_size else cfg.image_size  # progressive resizing feeds several sizes
+    inputs = keras.Input((size, size, 3), name="image")
     x = layers.Rescaling(1 / 255)(inputs)
     whiten = layers.Conv2D(24, 2, padding="valid", trainable=False, name="whiten")
     x = whiten(x)
@@ -59,6 +63,37 @@ def build_airbench(cfg: RunConfig, whitening_images: np.ndarray | None = None) -
     return keras.Model(inputs, outputs, name="airbench")
 
 
+def weights_file(constructor) -> tuple[str, str]:
+    """The ImageNet no-top weights file a keras.applications constructor loads, and its URL."""
+    name = inspect.signature(constructor).parameters["name"].default
+    file = f"{name}_notop.h5"
+    return file, sys.modules[constructor.__module__].BASE_WEIGHTS_PATH + file
+
+
+def pretrained(constructor, cfg: RunConfig, **kwargs) -> keras.Model:
+    """A keras.applications backbone without its top at ``cfg.image_size``; ``cfg.weights`` is
+    "imagenet" (Keras's download or its cache in ~/.keras/models/), a local file, or None."""
+    shape = (cfg.image_size, cfg.image_size, 3)
+    try:
+        return constructor(weights=cfg.weights, include_top=False, input_shape=shape, **kwargs)
+    except Exception as exc:  # a failed download surfaces as many exception types
+        if cfg.weights != "imagenet":
+            raise
+        file, url = weights_file(constructor)
+        raise ConfigError(
+            f"Could not fetch the ImageNet weights for {constructor.__name__} ({str(exc).splitlines()[0][:120]}). "
+            f"Copy {file} (from {url}) into ~/.keras/models/, or pass --weights PATH to a local copy, "
+            "or train from scratch with --set weights=None."
+        ) from None
+
+
+def resized(inputs, cfg: RunConfig):
+    """Upscale CIFAR's 32x32 images to ``cfg.image_size`` inside the model (on the accelerator)."""
+    if cfg.image_size == IMAGE_SHAPE[0]:
+        return inputs
+    return layers.Resizing(cfg.image_size, cfg.image_size, interpolation="bilinear", name="resize")(inputs)
+
+
 def build_seed(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> keras.Model:
     """The student team's model: ImageNet EfficientNetV2L at 32x32 with their Sequential head.
 
@@ -67,20 +102,8 @@ def build_seed(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> ke
     plausible choices, not theirs. ``preprocess_input`` is applied inside the model (for V2 it is
     the identity: the backbone rescales 0-255 pixels itself).
     """
-    try:
-        backbone = keras.applications.EfficientNetV2L(
-            weights=cfg.weights, include_top=False, input_shape=(cfg.image_size, cfg.image_size, 3)
-        )
-    except Exception as exc:  # a failed download surfaces as many exception types
-        if cfg.weights != "imagenet":
-            raise
-        raise ConfigError(
-            f"Could not fetch the ImageNet weights for EfficientNetV2L ({str(exc).splitlines()[0][:120]}). "
-            f"Copy {SEED_WEIGHTS_FILE} (from {SEED_WEIGHTS_URL}) into ~/.keras/models/, "
-            "or train from scratch with --set weights=None."
-        ) from None
-    inputs = keras.Input((cfg.image_size, cfg.image_size, 3), name="image")
-    x = keras.applications.efficientnet_v2.preprocess_input(inputs)
+    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    x = keras.applications.efficientnet_v2.preprocess_input(resized(inputs, cfg))
     head = keras.Sequential(
         [
             layers.Conv2D(cfg.head_filters, 3, padding="same", activation="elu"),
@@ -93,7 +116,25 @@ def build_seed(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> ke
         ],
         name="head",
     )
-    return keras.Model(inputs, head(backbone(x)), name="seed_efficientnetv2l")
+    return keras.Model(
+        inputs, head(pretrained(keras.applications.EfficientNetV2L, cfg)(x)), name="seed_efficientnetv2l"
+    )
+
+
+def backbone(cfg: RunConfig) -> keras.Model:
+    """The transfer recipe's backbone, global-average-pooled. Keras's EfficientNetV2 and ConvNeXt
+    include their own preprocessing and expect 0-255 pixels; EfficientNetV2 has stochastic depth
+    (drop-connect 0.2) built in, Keras's ConvNeXt constructors do not expose it."""
+    return pretrained(BACKBONES[cfg.backbone], cfg, pooling="avg")
+
+
+def build_transfer(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> keras.Model:
+    """An ImageNet backbone fine-tuned at ``cfg.image_size``: resize, backbone, dropout, softmax."""
+    inputs = keras.Input(IMAGE_SHAPE, name="image")
+    x = backbone(cfg)(resized(inputs, cfg))
+    x = layers.Dropout(cfg.dropout)(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)
+    return keras.Model(inputs, outputs, name=f"transfer_{cfg.backbone.lower()}")
 
 
 def forward_check(model: keras.Model, images: np.ndarray) -> np.ndarray:
@@ -104,7 +145,7 @@ def forward_check(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return probs
 
 
-BUILDERS = {"airbench": build_airbench, "seed": build_seed}
+BUILDERS = {"airbench": build_airbench, "seed": build_seed, "transfer": build_transfer}
 
 
 def build(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> keras.Model:

@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 
 from . import data, manifest
-from .config import EPOCH_BUDGET, RECIPES, RunConfig
+from .config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
 from .errors import RunError
 from .layout import RunDir, write_atomic
 
@@ -44,7 +44,8 @@ def current_interpreter_kernel():
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "kernels" / KERNEL_NAME
         spec.mkdir(parents=True)
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+        # log level ERROR: no "running over TCP without encryption" notice for every notebook
+        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=ERROR"]
         (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "cifar100", "language": "python"}))
         old = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (tmp, old) if p)
@@ -60,12 +61,17 @@ def current_interpreter_kernel():
 def prepare_run_dir(path: Path) -> RunDir:
     run = RunDir(path)
     if run.root.exists():
-        raise RunError(f"{run.root} already exists and is never overwritten: choose a new --output name.")
-    parent = run.root.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    if not os.access(parent, os.W_OK):
-        raise RunError(f"Cannot write to {parent}: choose an --output under a writable folder.")
-    return run.create()
+        raise RunError(
+            f"{run.root} already exists and is never overwritten: choose a new --output name, "
+            f"or continue it with --resume {path}."
+        )
+    try:
+        run.root.parent.mkdir(parents=True, exist_ok=True)
+        if not os.access(run.root.parent, os.W_OK):
+            raise PermissionError
+        return run.create()
+    except OSError:
+        raise RunError(f"Cannot create {run.root}: choose an --output under a writable folder.") from None
 
 
 def check_data(cfg: RunConfig) -> None:
@@ -95,75 +101,116 @@ def execute(notebook: str, run: RunDir, params: dict, kernel: str, notebook_dir:
         ) from None
 
 
-def with_absolute_data(cfg: RunConfig) -> RunConfig:
-    """Notebooks run inside the run directory, so a relative data path must be made absolute first."""
-    if cfg.data is None:
-        return cfg
-    return dataclasses.replace(cfg, data=str(Path(cfg.data).expanduser().resolve()))
+def with_absolute_paths(cfg: RunConfig) -> RunConfig:
+    """Notebooks run inside the run directory, so relative data and weights paths are made absolute."""
+
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve())
+
+    changes = {"data": absolute(cfg.data)} if cfg.data else {}
+    if cfg.weights not in (None, "imagenet"):
+        changes["weights"] = absolute(cfg.weights)
+    return dataclasses.replace(cfg, **changes)
 
 
 def run(cfg: RunConfig, output: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
     """Run 01-04 into ``output`` (which must not exist), then write report.html and run.json."""
-    cfg = with_absolute_data(cfg)
+    cfg = with_absolute_paths(cfg)
     check_data(cfg)
     run_dir = prepare_run_dir(output)
     write_atomic(run_dir.config, json.dumps(cfg.to_dict(), indent=2) + "\n")
-    params = notebook_parameters(cfg, run_dir)
     manifest.write(
         run_dir.manifest,
-        status="running",
         config=cfg.to_dict(),
         epoch_budget=EPOCH_BUDGET,
         over_budget=cfg.over_budget,
-        started=manifest.now(),
+        deterministic=cfg.deterministic,
+        notebooks=list(NOTEBOOKS),
+        completed_notebooks=[],
+        attempts=[],
+    )
+    return execute_remaining(cfg, run_dir, notebook_dir)
+
+
+def resume(path: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
+    """Continue an interrupted run: completed notebooks are kept, training goes on from its last
+    finished epoch (the epoch budget counts across all attempts)."""
+    run_dir = RunDir(path)
+    if not run_dir.config.exists() or not run_dir.manifest.exists():
+        raise RunError(f"{run_dir.root} is not a run directory (no config.json and run.json): check the --resume path.")
+    status = json.loads(run_dir.manifest.read_text()).get("status")
+    if status == "completed":
+        raise RunError(f"{run_dir.root} already completed; start a new run with --output NAME.")
+    cfg = config_from_file(run_dir.config)
+    check_data(cfg)
+    return execute_remaining(cfg, run_dir, notebook_dir)
+
+
+def config_from_file(path: Path) -> RunConfig:
+    saved = json.loads(path.read_text())
+    return make_config(saved.pop("recipe"), **saved)
+
+
+def execute_remaining(cfg: RunConfig, run_dir: RunDir, notebook_dir: Path) -> RunDir:
+    """Execute the notebooks not yet completed, recording this attempt, then write the report."""
+    record = json.loads(run_dir.manifest.read_text())
+    done, attempts = record["completed_notebooks"], record["attempts"]
+    attempts.append({"started": manifest.now(), "skipped": list(done)})
+    manifest.write(
+        run_dir.manifest,
+        status="running",
+        attempts=attempts,
         versions=manifest.package_versions(),
         hardware=manifest.hardware(),
         git=manifest.git_state(REPO),
-        notebooks=list(NOTEBOOKS),
     )
+    params = notebook_parameters(cfg, run_dir)
     started = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
         with current_interpreter_kernel() as kernel:
-            for notebook in NOTEBOOKS:
+            for notebook in (n for n in NOTEBOOKS if n not in done):
                 print(f"[{manifest.now()}] running {notebook}", flush=True)
                 execute(notebook, run_dir, params, kernel, notebook_dir)
+                done.append(notebook)
+                manifest.write(run_dir.manifest, completed_notebooks=done)
     except RunError as exc:
-        manifest.write(run_dir.manifest, status="failed", error=str(exc), ended=manifest.now())
+        attempts[-1].update(ended=manifest.now(), status="failed", error=str(exc))
+        manifest.write(run_dir.manifest, status="failed", error=str(exc), attempts=attempts)
+        write_report(run_dir, failure=str(exc))
         raise
+    attempts[-1].update(ended=manifest.now(), status="completed", wall_seconds=round(time.perf_counter() - started, 1))
+    manifest.write(run_dir.manifest, status="completed", attempts=attempts, error=None)
     write_report(run_dir)
-    manifest.write(
-        run_dir.manifest, status="completed", ended=manifest.now(), wall_seconds=round(time.perf_counter() - started, 1)
-    )
     return run_dir
 
 
-def banner(run: RunDir) -> str:
+def banner(run: RunDir, failure: str | None = None) -> str:
     """The report's first cell: headline numbers and any warning a reader must see first."""
     cfg = json.loads(run.config.read_text())
-    metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() else {}
-    lines = []
+    metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() and not failure else {}
+    lines = [f"# ✖ RUN FAILED\n\n{failure}\n"] if failure else []
     if cfg.get("generated"):
         lines.append("# ⚠ GENERATED DATA: these numbers say nothing about CIFAR-100\n")
     if cfg["epochs"] > EPOCH_BUDGET:
         lines.append(f"# ⚠ OVER BUDGET: {cfg['epochs']} epochs, above the study's {EPOCH_BUDGET}\n")
     lines.append(f"# CIFAR-100 run `{run.root.name}`: recipe `{cfg['recipe']}`, {cfg['epochs']} epochs\n")
     if metrics:
-        tta = f" ({metrics['top1_tta']:.2%} with flip TTA)" if "top1_tta" in metrics else ""
+        tta = f" ({metrics['top1_tta']:.2%} with {metrics['tta']} TTA)" if "top1_tta" in metrics else ""
         lines.append(f"**Test top-1 {metrics['top1']:.2%}**{tta}, top-5 {metrics['top5']:.2%}.")
     return "\n".join(lines)
 
 
-def write_report(run: RunDir) -> Path:
+def write_report(run: RunDir, failure: str | None = None) -> Path:
     """One self-contained HTML file: the four executed notebooks, code hidden, figures embedded.
     The template's CDN scripts (require.js, MathJax) are dropped: the report uses neither."""
     from nbconvert import HTMLExporter
 
-    notebooks = [nbformat.read(run.notebook(name), as_version=4) for name in NOTEBOOKS]
-    cells = [nbformat.v4.new_markdown_cell(banner(run))]
+    notebooks = [nbformat.read(run.notebook(n), as_version=4) for n in NOTEBOOKS if run.notebook(n).exists()]
+    cells = [nbformat.v4.new_markdown_cell(banner(run, failure))]
     for nb in notebooks:
         cells += [c for c in nb.cells if not SKIPPED_IN_REPORT & set(c.metadata.get("tags", []))]
-    merged = nbformat.v4.new_notebook(cells=cells, metadata=notebooks[0].metadata)
+    merged = nbformat.v4.new_notebook(cells=cells, metadata=notebooks[0].metadata if notebooks else {})
     exporter = HTMLExporter(
         template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )

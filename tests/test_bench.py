@@ -7,7 +7,7 @@ def test_bench_measures_recipes_and_pipeline(archive, tmp_path):
     row = result["recipes"][0]
     assert row["recipe"] == "smoke" and row["train_images_per_second"] > 0
     assert row["projected_10_epoch_minutes"] > 0 and row["ratio_to_seed"] is None
-    assert result["input_pipeline_images_per_second"] > 0
+    assert row["input_pipeline_images_per_second"] > 0 and row["placement"]["kind"] == "cpu"
     assert "| smoke |" in bench.table(result)
     bench.save(result, tmp_path / "bench.json")
     assert (tmp_path / "bench.json").read_text().startswith("{")

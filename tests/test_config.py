@@ -14,8 +14,11 @@ def test_recipes_are_frozen_and_valid():
             cfg.epochs = 3
 
 
-def test_auto_picks_cpu():
+def test_auto_picks_transfer_with_accelerator_and_cpu_without(monkeypatch):
+    monkeypatch.setattr(config, "accelerator_present", lambda: False)
     assert config.make_config("auto").recipe == "cpu"
+    monkeypatch.setattr(config, "accelerator_present", lambda: True)
+    assert config.make_config("auto").recipe == "transfer"
 
 
 def test_budget_rule():
@@ -46,7 +49,7 @@ def test_invalid_values(overrides, message):
 
 
 def test_unknown_recipe_lists_valid_ones():
-    with pytest.raises(ConfigError, match="Valid recipes: cpu, seed, smoke, auto"):
+    with pytest.raises(ConfigError, match="Valid recipes: cpu, seed, transfer, scratch, smoke, auto"):
         config.make_config("resnet")
 
 

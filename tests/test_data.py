@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar100_helpers import data, generated_data
+from cifar100_helpers import config, data, generated_data
 from cifar100_helpers.errors import DataError
 
 from .conftest import read_members, write_members
@@ -178,9 +178,21 @@ def test_crop_flip_moves_pixels_without_inventing_them():
 
 def test_train_dataset_batches_one_hot_and_reproducible(archive):
     ds = data.load(archive, verify=False)
-    first = [x.numpy() for x, _ in data.train_dataset(ds.train, 64, seed=5).take(2)]
-    again = [x.numpy() for x, _ in data.train_dataset(ds.train, 64, seed=5).take(2)]
-    x, y = next(iter(data.train_dataset(ds.train, 64, seed=5)))
+    cfg = config.make_config("cpu", seed=5)
+    first = [x.numpy() for x, _ in data.train_dataset(ds.train, 64, cfg).take(2)]
+    again = [x.numpy() for x, _ in data.train_dataset(ds.train, 64, cfg).take(2)]
+    x, y = next(iter(data.train_dataset(ds.train, 64, cfg)))
     assert x.shape == (64, 32, 32, 3) and x.dtype == tf.uint8
     assert y.shape == (64, 100) and np.allclose(y.numpy().sum(axis=1), 1)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_stronger_policies_mix_labels_and_progressive_size_resizes(archive):
+    ds = data.load(archive, verify=False)
+    cfg = config.make_config("transfer", randaugment=0.5, mixup=0.2, cutmix=1.0, weights=None)
+    x, y = next(iter(data.train_dataset(ds.train, 32, cfg)))
+    assert x.shape == (32, 32, 32, 3) and y.shape == (32, 100)
+    assert np.allclose(y.numpy().sum(axis=1), 1, atol=1e-5) and (y.numpy().max(axis=1) < 1).any()  # mixed labels
+    size = tf.Variable(24)
+    x, _ = next(iter(data.train_dataset(ds.train, 8, config.make_config("scratch"), size)))
+    assert x.shape == (8, 24, 24, 3)

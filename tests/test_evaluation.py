@@ -38,3 +38,18 @@ def test_confident_mistakes_sorted_by_confidence():
 def test_mistake_captions():
     captions = evaluation.mistake_captions(PROBS, LABELS, np.array([2]), ("cat", "dog", "fox"))
     assert captions == ["fox →\ndog (60%)"]
+
+
+def test_tta_views():
+    images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
+    assert len(evaluation.tta_views(images, "none")) == 1
+    flip = evaluation.tta_views(images, "flip")
+    assert len(flip) == 2 and np.array_equal(flip[1], images[:, :, ::-1])
+    views = evaluation.tta_views(images, "flip_translate")
+    assert len(views) == 6
+    assert np.array_equal(views[3][:, 1:, 1:], images[:, :-1, :-1])  # shifted down-right by one pixel
+
+
+def test_translated_fills_by_reflection():
+    images = np.arange(9, dtype=np.uint8).reshape(1, 3, 3, 1)
+    assert evaluation.translated(images, 1, 0)[0, :, :, 0].tolist() == [[3, 4, 5], [0, 1, 2], [3, 4, 5]]

@@ -45,11 +45,12 @@ def test_existing_run_directory_is_never_overwritten(smoke_run):
 
 def test_failing_notebook_names_notebook_and_cell_and_keeps_it(tmp_path):
     cfg = config.make_config("smoke", batch_size=100_000)  # valid, but larger than the training split
-    with pytest.raises(RunError, match=r"03_train.ipynb failed in cell \d+ \(ConfigError: batch size") as err:
+    with pytest.raises(RunError, match=r"03_train.ipynb failed in cell \d+ \(ConfigError: global batch size") as err:
         pipeline.run(cfg, tmp_path / "fails")
     assert "partly executed notebook is kept" in str(err.value)
     assert (tmp_path / "fails" / "03_train.ipynb").exists()
     assert json.loads((tmp_path / "fails" / "run.json").read_text())["status"] == "failed"
+    assert "RUN FAILED" in (tmp_path / "fails" / "report.html").read_text()
 
 
 def test_notebook_parameters_carry_every_change(tmp_path):
@@ -61,11 +62,12 @@ def test_notebook_parameters_carry_every_change(tmp_path):
     assert rebuilt == cfg
 
 
-def test_relative_data_path_is_made_absolute(tmp_path, monkeypatch):
+def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    cfg = pipeline.with_absolute_data(config.make_config("cpu", data="data/c100.tar.gz"))
-    assert cfg.data == str(tmp_path / "data" / "c100.tar.gz")
-    assert pipeline.with_absolute_data(config.make_config("cpu")).data is None
+    cfg = pipeline.with_absolute_paths(config.make_config("transfer", data="data/c100.tar.gz", weights="w.h5"))
+    assert cfg.data == str(tmp_path / "data" / "c100.tar.gz") and cfg.weights == str(tmp_path / "w.h5")
+    untouched = pipeline.with_absolute_paths(config.make_config("transfer"))
+    assert untouched.data is None and untouched.weights == "imagenet"
 
 
 def test_cli_bad_input_is_one_line_and_nonzero(capsys, tmp_path):
