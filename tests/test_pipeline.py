@@ -38,7 +38,7 @@ def test_report_is_self_contained_and_flags_generated_data(smoke_run):
 
 def test_existing_run_directory_is_never_overwritten(smoke_run):
     before = smoke_run.metrics.read_text()
-    with pytest.raises(RunError, match="never overwritten"):
+    with pytest.raises(RunError, match="never overwritten.*or continue it with --resume"):
         pipeline.run(config.make_config("smoke"), smoke_run.root)
     assert smoke_run.metrics.read_text() == before
 
@@ -86,3 +86,19 @@ def test_cli_without_data_stops_before_creating_the_run(capsys, tmp_path, isolat
     assert cli.main(["run", "--recipe", "cpu", "--output", str(tmp_path / "real")]) == 2
     assert "make demo" in capsys.readouterr().err
     assert not (tmp_path / "real").exists()
+
+
+def test_nan_loss_stops_training_and_marks_the_run_failed(tmp_path):
+    cfg = config.make_config("smoke", learning_rate=1e30, label_smoothing=0.0, epochs=2)
+    with pytest.raises(RunError, match=r"03_train.ipynb failed .*NaN or infinite at epoch 1, batch \d+") as err:
+        pipeline.run(cfg, tmp_path / "nan")
+    assert "--set learning_rate" in str(err.value)
+    assert not (tmp_path / "nan" / "model.keras").exists()
+    assert "RUN FAILED" in (tmp_path / "nan" / "report.html").read_text()
+
+
+def test_output_that_cannot_be_created(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(RunError, match="writable folder"):
+        pipeline.run(config.make_config("smoke"), blocker / "run")
