@@ -29,6 +29,17 @@ def isolated_env(monkeypatch, tmp_path):
     return tmp_path
 
 
+@pytest.fixture
+def offline(isolated_env, monkeypatch):
+    """Every Keras download fails as it does without network (and nothing is cached)."""
+
+    def fail(*args, **kwargs):
+        raise Exception("URL fetch failure: None -- [Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr("keras.utils.get_file", fail)
+    monkeypatch.setattr("keras.src.utils.file_utils.get_file", fail)
+
+
 def write_members(path: Path, members: dict[str, bytes]) -> Path:
     """A tar.gz holding ``cifar-100-python/<name>`` for each raw member."""
     with tarfile.open(path, "w:gz") as tar:

@@ -74,11 +74,7 @@ def test_older_keras_cache_name(archive, isolated_env):
     assert data.locate() == cache / "cifar-100-python.tar.gz"
 
 
-def test_no_data_and_no_network_gives_one_clear_message(isolated_env, monkeypatch):
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr("keras.utils.get_file", offline)
+def test_no_data_and_no_network_gives_one_clear_message(offline):
     with pytest.raises(DataError) as err:
         data.load()
     message = str(err.value)

@@ -42,11 +42,7 @@ def test_seed_model_without_pretrained_weights():
     keras.backend.clear_session()
 
 
-def test_seed_without_network_names_the_weights_file(isolated_env, monkeypatch):
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure on https://storage.googleapis.com/...: None -- [Errno -3]")
-
-    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+def test_seed_without_network_names_the_weights_file(offline):
     with pytest.raises(ConfigError, match="efficientnetv2-l_notop.h5.*~/.keras/models/.*weights=None"):
         models.build(config.make_config("seed"))
     keras.backend.clear_session()

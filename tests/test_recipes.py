@@ -62,11 +62,7 @@ def test_transfer_loads_a_local_weights_file(tmp_path):
     keras.backend.clear_session()
 
 
-def test_transfer_offline_names_the_file(isolated_env, monkeypatch):
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: [Errno -3] Temporary failure in name resolution")
-
-    monkeypatch.setattr("keras.src.utils.file_utils.get_file", offline)
+def test_transfer_offline_names_the_file(offline):
     cfg = config.make_config("transfer", backbone="ConvNeXtTiny", image_size=32)
     with pytest.raises(ConfigError, match=r"convnext_tiny_notop\.h5.*convnext/.*--weights PATH"):
         models.backbone(cfg)
