@@ -34,6 +34,7 @@ class RunConfig:
     label_smoothing: float = 0.0
     crop_pad: int = 4  # random translation of up to this many pixels; 0 turns it off
     flip: bool = True  # random horizontal flips in training
+    crop_scale: float = 0.0  # random-resized-crop: smallest fraction of the image area kept; 0 turns it off
     randaugment: float = 0.0  # RandAugment strength (Keras layer `factor`); 0 turns it off
     mixup: float = 0.0  # MixUp alpha; 0 turns it off
     cutmix: float = 0.0  # CutMix factor; 0 turns it off
@@ -105,6 +106,8 @@ RECIPES: dict[str, RunConfig] = {
         weight_decay=0.05,
         warmup_epochs=1.0,
         label_smoothing=0.1,
+        crop_pad=0,
+        crop_scale=0.35,
         randaugment=0.3,
         ema=0.999,
         dropout=0.2,
@@ -193,9 +196,11 @@ def validate(cfg: RunConfig) -> None:
             f"epochs={cfg.epochs} breaks the study's {EPOCH_BUDGET}-epoch budget. Use --epochs {EPOCH_BUDGET} "
             "or fewer, or pass --allow-over-budget (the report will flag the run)."
         )
-    positive_int(cfg.batch_size, "batch size (--batch-size)")
+    positive_int(cfg.batch_size, "batch size (--set batch_size=...)")
     if not 0 <= cfg.val_fraction < 0.5:
-        raise ConfigError(f"validation fraction must be in [0, 0.5), got {cfg.val_fraction!r} (--val-fraction).")
+        raise ConfigError(
+            f"validation fraction must be in [0, 0.5), got {cfg.val_fraction!r} (--set val_fraction=...)."
+        )
     if cfg.optimizer not in ("sgd", "adamw", "rmsprop"):
         raise ConfigError(f"optimizer must be 'sgd', 'adamw' or 'rmsprop', got {cfg.optimizer!r}.")
     if cfg.tta not in TTA_MODES:
@@ -203,7 +208,7 @@ def validate(cfg: RunConfig) -> None:
     if cfg.schedule not in ("cosine", "constant"):
         raise ConfigError(f"schedule must be 'cosine' or 'constant', got {cfg.schedule!r}.")
     if cfg.learning_rate <= 0:
-        raise ConfigError(f"learning rate must be positive, got {cfg.learning_rate!r} (--learning-rate).")
+        raise ConfigError(f"learning rate must be positive, got {cfg.learning_rate!r} (--set learning_rate=...).")
     if cfg.model in ("transfer", "seed"):
         if cfg.model == "transfer" and cfg.backbone not in BACKBONE_NAMES:
             raise ConfigError(f"Unknown backbone '{cfg.backbone}'. Valid: {', '.join(BACKBONE_NAMES)}.")
@@ -214,5 +219,7 @@ def validate(cfg: RunConfig) -> None:
             )
     elif cfg.image_size < 16:
         raise ConfigError(f"image size {cfg.image_size} is too small: use at least 16 (--set image_size=32).")
+    if not 0 <= cfg.crop_scale < 1:
+        raise ConfigError(f"crop_scale must be in [0, 1), got {cfg.crop_scale!r} (--set crop_scale=0.35).")
     if cfg.start_size and not 16 <= cfg.start_size <= cfg.image_size:
         raise ConfigError(f"start_size {cfg.start_size} must be between 16 and image_size {cfg.image_size}.")

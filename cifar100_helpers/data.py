@@ -335,13 +335,27 @@ def random_crop_flip(images: tf.Tensor, pad: int, flip: bool, seed: tf.Tensor) -
     return images
 
 
+def random_resized_crop(images: tf.Tensor, min_scale: float, seed: tf.Tensor) -> tf.Tensor:
+    """Batch-wise random-resized-crop: per image a box covering a random fraction of the area in
+    [min_scale, 1] with aspect ratio in [3/4, 4/3], resized back to the input size (float32)."""
+    n, h, w = tf.shape(images)[0], images.shape[1], images.shape[2]
+    seeds = tf.random.experimental.stateless_split(seed, 4)
+    area = tf.random.stateless_uniform([n], seeds[0], min_scale, 1.0)
+    ratio = tf.exp(tf.random.stateless_uniform([n], seeds[1], np.log(3 / 4), np.log(4 / 3)))
+    box_h, box_w = tf.minimum(tf.sqrt(area / ratio), 1.0), tf.minimum(tf.sqrt(area * ratio), 1.0)
+    top = tf.random.stateless_uniform([n], seeds[2]) * (1 - box_h)
+    left = tf.random.stateless_uniform([n], seeds[3]) * (1 - box_w)
+    boxes = tf.stack([top, left, top + box_h, left + box_w], axis=1)
+    return tf.image.crop_and_resize(tf.cast(images, tf.float32), boxes, tf.range(n), [h, w])
+
+
 def one_hot(split: Split) -> np.ndarray:
     return np.eye(NUM_FINE, dtype=np.float32)[split.fine]
 
 
 def batch_augmenter(cfg, size: tf.Variable | None = None):
     """The training-time transformation of one batch (images, one-hot labels) for a config:
-    flip + translate, then RandAugment, MixUp and CutMix where enabled (Keras's own layers), then
+    flip + translate, random-resized-crop, then RandAugment, MixUp and CutMix where enabled (Keras's own layers), then
     the current progressive image size where ``size`` is given."""
     import keras
 
@@ -358,7 +372,12 @@ def batch_augmenter(cfg, size: tf.Variable | None = None):
 
     def augment(index, batch):
         images, labels = batch
-        images = random_crop_flip(images, cfg.crop_pad, cfg.flip, tf.stack([tf.cast(cfg.seed, tf.int64), index]))
+        seed, crop_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.stack([tf.cast(cfg.seed, tf.int64), index]), 2)
+        )
+        images = random_crop_flip(images, cfg.crop_pad, cfg.flip, seed)
+        if cfg.crop_scale:
+            images = random_resized_crop(images, cfg.crop_scale, crop_seed)
         for step in steps:
             images, labels = step(images, labels)
         return images, labels

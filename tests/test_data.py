@@ -192,3 +192,13 @@ def test_stronger_policies_mix_labels_and_progressive_size_resizes(archive):
     size = tf.Variable(24)
     x, _ = next(iter(data.train_dataset(ds.train, 8, config.make_config("scratch"), size)))
     assert x.shape == (8, 24, 24, 3)
+
+
+def test_random_resized_crop_zooms_in_within_the_pixel_range():
+    images = np.random.default_rng(0).integers(0, 256, size=(16, 32, 32, 3)).astype(np.uint8)
+    out = data.random_resized_crop(tf.constant(images), 0.35, tf.constant([3, 4], tf.int64)).numpy()
+    assert out.shape == images.shape and out.dtype == np.float32
+    assert out.min() >= 0 and out.max() <= 255
+    assert not np.allclose(out, images)
+    again = data.random_resized_crop(tf.constant(images), 0.35, tf.constant([3, 4], tf.int64)).numpy()
+    assert np.array_equal(out, again)  # stateless: the same seed gives the same crops
