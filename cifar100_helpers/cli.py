@@ -1,4 +1,4 @@
-"""Command line: ``python -m cifar100_helpers run|bench``. Mistakes print one line, not a traceback."""
+"""Command line: ``python -m cifar100_helpers run|compare|bench``. Mistakes print one line, not a traceback."""
 
 from __future__ import annotations
 
@@ -52,6 +52,12 @@ def parser() -> argparse.ArgumentParser:
                      help="any other config field, e.g. --set batch_size=128 (repeatable)")  # fmt: skip
     run.add_argument("--notebooks", type=Path, help="folder holding 01_data.ipynb ... (default: the repo's)")
 
+    compare = commands.add_parser("compare", help="leaderboard of every run (notebook 05) and outputs/index.html")
+    compare.add_argument("--outputs", type=Path, default=Path("outputs"), help="folder of run directories")
+    compare.add_argument("--include-unranked", action="store_true",
+                         help="also list runs over budget or on generated data (never ranked)")  # fmt: skip
+    compare.add_argument("--notebooks", type=Path, help="folder holding 05_compare.ipynb (default: the repo's)")
+
     bench = commands.add_parser("bench", help="training images/second of each recipe and of the input pipeline")
     bench.add_argument("--recipes", nargs="+", default=BENCH_RECIPES, choices=BENCH_RECIPES)
     add_data_options(bench)
@@ -88,6 +94,14 @@ def run_command(args: argparse.Namespace) -> None:
     print(f"Report: {done.report}\nManifest: {done.manifest}")
 
 
+def compare_command(args: argparse.Namespace) -> None:
+    from . import pipeline
+
+    notebooks = {"notebook_dir": args.notebooks} if args.notebooks else {}
+    report = pipeline.compare(args.outputs, args.include_unranked, **notebooks)
+    print(f"Leaderboard: {report}\nIndex: {args.outputs / 'index.html'}")
+
+
 def bench_command(args: argparse.Namespace) -> None:
     from . import bench
 
@@ -100,7 +114,7 @@ def bench_command(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        {"run": run_command, "bench": bench_command}[args.command](args)
+        {"run": run_command, "compare": compare_command, "bench": bench_command}[args.command](args)
     except Cifar100Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

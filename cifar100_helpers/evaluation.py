@@ -37,10 +37,15 @@ def predict(model: keras.Model, images: np.ndarray, tta: str = "none", batch_siz
     return sum(model.predict(v, batch_size=batch_size, verbose=0) for v in views) / len(views)
 
 
+def top_k_correct(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """1.0 where the label is among the ``k`` highest probabilities of its row, else 0.0."""
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return np.any(top == labels[:, None], axis=1).astype(np.float64)
+
+
 def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
     """Fraction of rows whose label is among the ``k`` highest probabilities."""
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top == labels[:, None], axis=1)))
+    return float(top_k_correct(probs, labels, k).mean())
 
 
 def confusion(true: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
@@ -67,33 +72,60 @@ def confident_mistakes(probs: np.ndarray, labels: np.ndarray, k: int = 16) -> np
     return wrong[np.argsort(-probs[wrong, pred[wrong]], kind="stable")][:k]
 
 
-def summarize(probs: np.ndarray, probs_tta: np.ndarray | None, ds: Cifar100, cfg: RunConfig) -> dict:
-    """The numbers that go into ``metrics.json``."""
+def summarize(
+    probs: np.ndarray, probs_tta: np.ndarray | None, ds: Cifar100, cfg: RunConfig, val_probs: np.ndarray | None = None
+) -> dict:
+    """The numbers that go into ``metrics.json``: accuracies with 95% bootstrap intervals, per-class
+    and per-superclass accuracy, the most-confused pairs, and calibration before and after a
+    temperature fitted on the validation split (never the test split)."""
     labels = ds.test.fine
     pred = probs.argmax(axis=1)
     fine_acc = per_class_accuracy(labels, pred, len(ds.fine_names))
+    coarse_acc = per_class_accuracy(ds.test.coarse, ds.fine_to_coarse[pred], len(ds.coarse_names))
     metrics = {
         "recipe": cfg.recipe,
         "epochs": cfg.epochs,
         "over_budget": cfg.over_budget,
         "generated_data": cfg.generated,
         "test_images": int(len(labels)),
-        "top1": top_k_accuracy(probs, labels, 1),
-        "top5": top_k_accuracy(probs, labels, 5),
         "superclass_top1": float(np.mean(ds.fine_to_coarse[pred] == ds.test.coarse)),
         "classes": ranked_classes(fine_acc, ds.fine_names),
+        "class_accuracy": {name: round(float(a), 4) for name, a in zip(ds.fine_names, fine_acc, strict=True)},
+        "superclass_accuracy": {name: round(float(a), 4) for name, a in zip(ds.coarse_names, coarse_acc, strict=True)},
+        "confused_pairs": confused_pairs(confusion(labels, pred, len(ds.fine_names)), ds.fine_names),
     }
+    views = {"": probs} | ({"_tta": probs_tta} if probs_tta is not None else {})
+    for suffix, p in views.items():
+        for k in (1, 5):
+            correct = top_k_correct(p, labels, k)
+            metrics[f"top{k}{suffix}"] = float(correct.mean())
+            metrics[f"top{k}{suffix}_ci95"] = bootstrap_interval(correct, seed=cfg.seed)
     if probs_tta is not None:
         metrics["tta"] = cfg.tta
-        metrics["top1_tta"] = top_k_accuracy(probs_tta, labels, 1)
-        metrics["top5_tta"] = top_k_accuracy(probs_tta, labels, 5)
+    if val_probs is not None and len(val_probs):
+        temperature = fit_temperature(val_probs, ds.val.fine)
+        scaled = with_temperature(probs, temperature)
+        metrics["calibration"] = {
+            "temperature": round(temperature, 4),
+            "ece": expected_calibration_error(probs, labels),
+            "ece_scaled": expected_calibration_error(scaled, labels),
+            "nll": negative_log_likelihood(probs, labels),
+            "nll_scaled": negative_log_likelihood(scaled, labels),
+        }
     return metrics
 
 
 def headline(metrics: dict) -> str:
-    lines = [f"test top-1 {metrics['top1']:.2%}   top-5 {metrics['top5']:.2%}   (no TTA)"]
+    def line(suffix: str, label: str) -> str:
+        lo1, hi1 = metrics[f"top1{suffix}_ci95"]
+        return (
+            f"test top-1 {metrics[f'top1{suffix}']:.2%} (95% CI {lo1:.2%}-{hi1:.2%})   "
+            f"top-5 {metrics[f'top5{suffix}']:.2%}   ({label})"
+        )
+
+    lines = [line("", "no TTA")]
     if "top1_tta" in metrics:
-        lines.append(f"test top-1 {metrics['top1_tta']:.2%}   top-5 {metrics['top5_tta']:.2%}   ({metrics['tta']} TTA)")
+        lines.append(line("_tta", f"{metrics['tta']} TTA"))
     lines.append(f"superclass top-1 {metrics['superclass_top1']:.2%} on {metrics['test_images']} test images")
     return "\n".join(lines)
 
@@ -105,3 +137,115 @@ def mistake_captions(probs: np.ndarray, labels: np.ndarray, index: np.ndarray, n
 
 def save_metrics(metrics: dict, path) -> None:
     write_atomic(path, json.dumps(metrics, indent=2) + "\n")
+
+
+# --------------------------------------------------------------------------- uncertainty and calibration
+
+
+def bootstrap_interval(correct: np.ndarray, level: float = 0.95, resamples: int = 1000, seed: int = 0) -> list[float]:
+    """Percentile bootstrap interval of the mean of ``correct`` (0/1 per test image)."""
+    rng = np.random.default_rng(seed)
+    means = correct[rng.integers(0, len(correct), size=(resamples, len(correct)))].mean(axis=1)
+    tail = (1 - level) / 2
+    return [float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))]
+
+
+def calibration_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> dict[str, np.ndarray]:
+    """Per confidence bin (equal width on [0, 1]): mean confidence, accuracy and image count."""
+    confidence = probs.max(axis=1)
+    correct = probs.argmax(axis=1) == labels
+    index = np.minimum((confidence * bins).astype(int), bins - 1)
+    count = np.bincount(index, minlength=bins)
+    with np.errstate(invalid="ignore"):
+        return {
+            "confidence": np.bincount(index, confidence, bins) / count,
+            "accuracy": np.bincount(index, correct, bins) / count,
+            "count": count,
+        }
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """Sum over bins of (share of images) x |accuracy - mean confidence|."""
+    b = calibration_bins(probs, labels, bins)
+    used = b["count"] > 0
+    gaps = np.abs(b["accuracy"][used] - b["confidence"][used])
+    return float(np.sum(b["count"][used] / len(labels) * gaps))
+
+
+def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities with their logits divided by ``temperature`` (>1 softens, <1 sharpens)."""
+    logits = np.log(np.clip(probs, 1e-12, 1.0)) / temperature
+    logits -= logits.max(axis=1, keepdims=True)
+    scaled = np.exp(logits)
+    return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def negative_log_likelihood(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1.0))))
+
+
+def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature in [0.05, 20] that minimises validation NLL (golden-section search on log T)."""
+    golden = (np.sqrt(5) - 1) / 2
+    low, high = np.log(0.05), np.log(20.0)
+    for _ in range(60):
+        a, b = high - golden * (high - low), low + golden * (high - low)
+        if negative_log_likelihood(with_temperature(probs, np.exp(a)), labels) < negative_log_likelihood(
+            with_temperature(probs, np.exp(b)), labels
+        ):
+            high = b
+        else:
+            low = a
+    return float(np.exp((low + high) / 2))
+
+
+# --------------------------------------------------------------------------- where the model fails
+
+
+def superclass_order(fine_to_coarse: np.ndarray) -> np.ndarray:
+    """Fine classes sorted by superclass (then by class index), for a block-structured matrix."""
+    return np.argsort(fine_to_coarse, kind="stable")
+
+
+def confused_pairs(matrix: np.ndarray, names: tuple[str, ...], k: int = 10) -> list[dict]:
+    """The ``k`` largest off-diagonal cells: true class, predicted class, count, and the reverse count."""
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    flat = np.argsort(-off, axis=None, kind="stable")[:k]
+    pairs = []
+    for true, pred in zip(*np.unravel_index(flat, off.shape), strict=True):
+        pairs.append(
+            {
+                "true": names[true],
+                "predicted": names[pred],
+                "count": int(off[true, pred]),
+                "reverse": int(off[pred, true]),
+            }
+        )
+    return pairs
+
+
+def pair_examples(
+    labels: np.ndarray, pred: np.ndarray, names: tuple[str, ...], pairs: list[dict], per_direction: int = 3
+):
+    """Test images of each confused pair in both directions, with "true → predicted" captions."""
+    index = {name: i for i, name in enumerate(names)}
+    chosen, captions = [], []
+    for pair in pairs:
+        a, b = index[pair["true"]], index[pair["predicted"]]
+        for true, guess in ((a, b), (b, a)):
+            hits = np.flatnonzero((labels == true) & (pred == guess))[:per_direction]
+            chosen += hits.tolist()
+            captions += [f"{names[true]} →\n{names[guess]}"] * len(hits)
+    return np.array(chosen, dtype=int), captions
+
+
+def class_examples(labels: np.ndarray, ranked: list[list], names: tuple[str, ...], per_class: int = 4):
+    """The first test images of each listed [name, accuracy] class, captioned with its accuracy."""
+    index = {name: i for i, name in enumerate(names)}
+    chosen, captions = [], []
+    for name, accuracy in ranked:
+        hits = np.flatnonzero(labels == index[name])[:per_class]
+        chosen += hits.tolist()
+        captions += [f"{name}\n({accuracy:.0%})"] * len(hits)
+    return np.array(chosen, dtype=int), captions

@@ -72,3 +72,17 @@ def write(path: Path, **fields) -> dict:
     manifest.update(fields)
     write_atomic(path, json.dumps(manifest, indent=2, default=str) + "\n")
     return manifest
+
+
+def describe_placement(path: Path) -> str:
+    """One line on what a run trained on, from its run.json."""
+    record = json.loads(Path(path).read_text()) if Path(path).exists() else {}
+    hw, t = record.get("hardware", {}), record.get("training", {})
+    device = ", ".join(hw.get("gpus") or []) or f"{hw.get('cpu', '?')} ({hw.get('cpu_cores', '?')} cores)"
+    if not t:
+        return f"Trained on {device}."
+    return (
+        f"Trained on {device}: {t['kind']}, {t['replicas']} replica(s), {t['precision']}, XLA {t['jit_compile']}, "
+        f"global batch {t['global_batch_size']}, peak learning rate {t['peak_learning_rate']:g}, "
+        f"{'deterministic' if t['deterministic'] else 'not deterministic'}."
+    )

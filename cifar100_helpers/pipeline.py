@@ -15,6 +15,7 @@ from pathlib import Path
 
 import nbformat
 
+from . import compare as runs
 from . import data, manifest
 from .config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
 from .errors import RunError
@@ -23,6 +24,8 @@ from .layout import RunDir, write_atomic
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = ("01_data.ipynb", "02_model.ipynb", "03_train.ipynb", "04_results.ipynb")
+COMPARE_NOTEBOOK = "05_compare.ipynb"
+PHONE_CSS = "<style>body{max-width:60em;margin:auto} img{max-width:100%;height:auto} pre{white-space:pre-wrap}</style>"
 KERNEL_NAME = "cifar100-helpers-current"
 SKIPPED_IN_REPORT = {"parameters", "injected-parameters", "report-skip"}  # cell tags left out of report.html
 NAMED_PARAMETERS = {"data": "data_path", "verify": "verify", "epochs": "epochs"}  # config field: notebook name
@@ -80,18 +83,19 @@ def check_data(cfg: RunConfig) -> None:
         data.checked_source(cfg.data, cfg.verify)
 
 
-def execute(notebook: str, run: RunDir, params: dict, kernel: str, notebook_dir: Path) -> None:
+def execute(notebook: str, folder: Path | RunDir, params: dict, kernel: str, notebook_dir: Path) -> None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    output = run.notebook(notebook)
+    folder = folder.root if isinstance(folder, RunDir) else folder
+    output = folder / notebook
     try:
         papermill.execute_notebook(
             str(notebook_dir / notebook),
             str(output),
             parameters=params,
             kernel_name=kernel,
-            cwd=str(run.root),
+            cwd=str(folder),
             progress_bar=False,
         )
     except PapermillExecutionError as exc:
@@ -182,6 +186,7 @@ def execute_remaining(cfg: RunConfig, run_dir: RunDir, notebook_dir: Path) -> Ru
     attempts[-1].update(ended=manifest.now(), status="completed", wall_seconds=round(time.perf_counter() - started, 1))
     manifest.write(run_dir.manifest, status="completed", attempts=attempts, error=None)
     write_report(run_dir)
+    runs.write_index(run_dir.root.parent, runs.collect(run_dir.root.parent))
     return run_dir
 
 
@@ -202,18 +207,41 @@ def banner(run: RunDir, failure: str | None = None) -> str:
 
 
 def write_report(run: RunDir, failure: str | None = None) -> Path:
-    """One self-contained HTML file: the four executed notebooks, code hidden, figures embedded.
-    The template's CDN scripts (require.js, MathJax) are dropped: the report uses neither."""
+    """One self-contained HTML file of the run: its executed notebooks behind a banner."""
+    notebooks = [run.notebook(n) for n in NOTEBOOKS if run.notebook(n).exists()]
+    return export_html(notebooks, banner(run, failure), run.report, f"CIFAR-100 {run.root.name}")
+
+
+def export_html(notebooks: list[Path], first_cell: str, path: Path, title: str) -> Path:
+    """Notebooks merged into one self-contained HTML page: code hidden, figures embedded, readable on a
+    phone. The template's CDN scripts (require.js, MathJax) are dropped: the report uses neither."""
     from nbconvert import HTMLExporter
 
-    notebooks = [nbformat.read(run.notebook(n), as_version=4) for n in NOTEBOOKS if run.notebook(n).exists()]
-    cells = [nbformat.v4.new_markdown_cell(banner(run, failure))]
-    for nb in notebooks:
+    read = [nbformat.read(p, as_version=4) for p in notebooks]
+    cells = [nbformat.v4.new_markdown_cell(first_cell)]
+    for nb in read:
         cells += [c for c in nb.cells if not SKIPPED_IN_REPORT & set(c.metadata.get("tags", []))]
-    merged = nbformat.v4.new_notebook(cells=cells, metadata=notebooks[0].metadata if notebooks else {})
+    merged = nbformat.v4.new_notebook(cells=cells, metadata=read[0].metadata if read else {})
     exporter = HTMLExporter(
         template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )
-    body, _ = exporter.from_notebook_node(merged, resources={"metadata": {"name": f"CIFAR-100 {run.root.name}"}})
-    write_atomic(run.report, re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body))
-    return run.report
+    body, _ = exporter.from_notebook_node(merged, resources={"metadata": {"name": title}})
+    body = re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body)
+    write_atomic(path, body.replace("</head>", f"{PHONE_CSS}</head>", 1))
+    return path
+
+
+def compare(outputs: Path, include_unranked: bool = False, notebook_dir: Path = NOTEBOOK_DIR) -> Path:
+    """Run notebook 05 over every run in ``outputs``: leaderboard, charts, ``outputs/index.html``;
+    the executed notebook and its HTML go to ``outputs/compare/``."""
+    outputs = Path(outputs).resolve()
+    if not any(outputs.glob("*/metrics.json")):
+        raise RunError(f"No completed runs under {outputs}: run one first, or pass --outputs DIR.")
+    folder = outputs / "compare"
+    folder.mkdir(exist_ok=True)
+    params = {"outputs_dir": str(outputs), "include_unranked": include_unranked}
+    with current_interpreter_kernel() as kernel:
+        execute(COMPARE_NOTEBOOK, folder, params, kernel, notebook_dir)
+    return export_html(
+        [folder / COMPARE_NOTEBOOK], "# CIFAR-100 runs compared", folder / "report.html", "CIFAR-100 runs"
+    )

@@ -46,13 +46,14 @@ def training_curves(history: list[dict]) -> plt.Figure:
     return fig
 
 
-def confusion_matrix(matrix: np.ndarray, names: tuple[str, ...], title: str) -> plt.Figure:
+def confusion_matrix(matrix: np.ndarray, names: tuple[str, ...], title: str, size: float = 9) -> plt.Figure:
     """Row-normalised confusion matrix (rows: true class)."""
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(9, 8))
+    fig, ax = plt.subplots(figsize=(size, size * 0.9))
     shown = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
-    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(names)), names, fontsize=7)
+    fontsize = 7 if len(names) <= 20 else 4
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=fontsize)
+    ax.set_yticks(range(len(names)), names, fontsize=fontsize)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(shown, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()
@@ -77,3 +78,90 @@ def show(fig: plt.Figure, path) -> None:
     fig.savefig(path, dpi=110, bbox_inches="tight")
     display(fig)
     plt.close(fig)
+
+
+def sorted_class_accuracy(class_accuracy: dict[str, float]) -> plt.Figure:
+    """Every class's test accuracy, best to worst."""
+    ranked = sorted(class_accuracy.items(), key=lambda item: -item[1])
+    fig, ax = plt.subplots(figsize=(16, 4))
+    ax.bar(range(len(ranked)), [a for _, a in ranked], color="tab:blue")
+    ax.set_xticks(range(len(ranked)), [n for n, _ in ranked], rotation=90, fontsize=6)
+    ax.set(ylabel="test top-1", ylim=(0, 1), xlim=(-1, len(ranked)), title="accuracy of every class")
+    fig.tight_layout()
+    return fig
+
+
+def reliability(probs: np.ndarray, scaled: np.ndarray, labels: np.ndarray, temperature: float) -> plt.Figure:
+    """Reliability diagram and confidence histogram, before and after temperature scaling."""
+    from .evaluation import calibration_bins, expected_calibration_error
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    left.plot([0, 1], [0, 1], "k:", label="perfect calibration")
+    for p, name in ((probs, "as trained"), (scaled, f"temperature {temperature:.2f}")):
+        b = calibration_bins(p, labels)
+        used = b["count"] > 0
+        ece = expected_calibration_error(p, labels)
+        left.plot(b["confidence"][used], b["accuracy"][used], "o-", label=f"{name} (ECE {ece:.3f})")
+        right.hist(p.max(axis=1), bins=20, range=(0, 1), alpha=0.6, label=name)
+    left.set(xlabel="confidence", ylabel="accuracy", title="reliability (test)", xlim=(0, 1), ylim=(0, 1))
+    right.set(xlabel="confidence of the prediction", ylabel="test images", title="confidence histogram")
+    left.legend(fontsize=8)
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_grid(images: np.ndarray, maps: np.ndarray, titles: list[str], cols: int = 6) -> plt.Figure:
+    """Each image beside its Grad-CAM overlay."""
+    rows = int(np.ceil(len(images) / cols))
+    fig, axes = plt.subplots(rows, 2 * cols, figsize=(2 * cols * 1.2, rows * 1.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, (image, cam, title) in enumerate(zip(images, maps, titles, strict=True)):
+        a, b = axes[i // cols, 2 * (i % cols)], axes[i // cols, 2 * (i % cols) + 1]
+        a.imshow(image)
+        a.set_title(title, fontsize=6)
+        b.imshow(image)
+        b.imshow(cam, cmap="jet", alpha=0.45)
+    fig.tight_layout()
+    return fig
+
+
+def epoch_speed(history: list[dict]) -> plt.Figure:
+    epochs = [r["epoch"] for r in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3))
+    left.bar(epochs, [r["seconds"] for r in history])
+    left.set(xlabel="epoch", ylabel="seconds", title="time per epoch")
+    right.bar(epochs, [r["images_per_second"] for r in history], color="tab:orange")
+    right.set(xlabel="epoch", ylabel="images/second", title="training throughput")
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_time(rows: list[dict]) -> plt.Figure:
+    """Best top-1 of each run against its training time (unranked runs hollow)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        style = {"color": "tab:blue"} if r["ranked"] else {"facecolors": "none", "edgecolors": "tab:gray"}
+        ax.scatter(r["training_minutes"], r["best_top1"], **style)
+        ax.annotate(
+            r["run"], (r["training_minutes"], r["best_top1"]), fontsize=7, xytext=(4, 2), textcoords="offset points"
+        )
+    ax.set(xlabel="training minutes", ylabel="test top-1 (best, with TTA)", title="accuracy against training time")
+    fig.tight_layout()
+    return fig
+
+
+def superclass_comparison(a: dict, b: dict) -> plt.Figure:
+    """Per-superclass test accuracy of two runs side by side."""
+    names = list(a["superclass_accuracy"])
+    y = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(8, 6))
+    ax.barh(y - 0.2, [a["superclass_accuracy"][n] for n in names], 0.4, label=a["run"])
+    ax.barh(y + 0.2, [b["superclass_accuracy"][n] for n in names], 0.4, label=b["run"])
+    ax.set_yticks(y, names, fontsize=7)
+    ax.invert_yaxis()
+    ax.set(xlabel="superclass accuracy (test)", xlim=(0, 1))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -12,20 +12,23 @@ import nbformat
 from cifar100_helpers import config, pipeline
 
 NBVAL_DIR = Path(__file__).parent / "nbval"
-RUN_DIR = "../../outputs/nbval-check"  # relative to tests/nbval, where nbval runs the kernel
+OUTPUTS_DIR = "../../outputs/nbval"  # relative to tests/nbval, where nbval runs the kernel
+RUN_DIR = f"{OUTPUTS_DIR}/run"
 
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run = pipeline.run(config.make_config("smoke"), Path(tmp) / "run")
-        for name in pipeline.NOTEBOOKS:
-            nb = nbformat.read(run.notebook(name), as_version=4)
+        pipeline.compare(Path(tmp))
+        executed = [run.notebook(n) for n in pipeline.NOTEBOOKS] + [Path(tmp) / "compare" / pipeline.COMPARE_NOTEBOOK]
+        for path in executed:
+            nb = nbformat.read(path, as_version=4)
             for cell in nb.cells:
                 if "injected-parameters" in cell.metadata.get("tags", []):
-                    cell.source = cell.source.replace(str(run.root), RUN_DIR)
+                    cell.source = cell.source.replace(str(run.root), RUN_DIR).replace(str(Path(tmp)), OUTPUTS_DIR)
             nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
-            nbformat.write(nb, NBVAL_DIR / name)
-            print("wrote", NBVAL_DIR / name)
+            nbformat.write(nb, NBVAL_DIR / path.name)
+            print("wrote", NBVAL_DIR / path.name)
 
 
 if __name__ == "__main__":

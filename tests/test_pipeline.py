@@ -25,8 +25,16 @@ def test_smoke_run_produces_every_artifact(smoke_run):
     assert manifest["status"] == "completed" and manifest["config"]["recipe"] == "smoke"
     assert {"tensorflow", "keras", "python"} <= set(manifest["versions"])
     assert "commit" in manifest["git"] and "cpu" in manifest["hardware"]
-    for figure in ("samples", "augmentation", "curves", "superclass_confusion", "best_worst_classes"):
-        assert smoke_run.figure(figure).exists()
+    for figure in (
+        "samples", "augmentation", "curves", "superclass_confusion", "best_worst_classes", "class_accuracy",
+        "best_class_examples", "worst_class_examples", "fine_confusion", "confused_pairs", "calibration",
+        "gradcam", "epoch_speed", "confident_mistakes",
+    ):  # fmt: skip
+        assert smoke_run.figure(figure).exists(), figure
+    assert metrics["top1_ci95"][0] <= metrics["top1"] <= metrics["top1_ci95"][1]
+    assert {"temperature", "ece", "ece_scaled"} <= set(metrics["calibration"])
+    assert len(metrics["class_accuracy"]) == 100 and len(metrics["superclass_accuracy"]) == 20
+    assert (smoke_run.root.parent / "index.html").exists()
 
 
 def test_report_is_self_contained_and_flags_generated_data(smoke_run):
@@ -34,6 +42,8 @@ def test_report_is_self_contained_and_flags_generated_data(smoke_run):
     assert "GENERATED DATA" in html[: html.index("Test top-1")]
     assert 'src="http' not in html and "data:image/png;base64" in html
     assert "cfg = config.from_parameters" not in html  # code hidden
+    for section in ("Calibration", "Grad-CAM", "Most-confused pairs", "Every class", "The training story"):
+        assert section in html
 
 
 def test_existing_run_directory_is_never_overwritten(smoke_run):
