@@ -30,6 +30,7 @@ def run_row(run: Path) -> dict:
         "best_top1": metrics[best],
         "best_top1_ci95": metrics.get(f"{best}_ci95"),
         "top5": metrics["top5"],
+        "top5_ci95": metrics.get("top5_ci95"),
         "tta": metrics.get("tta", "none"),
         "training_minutes": round(sum(r["seconds"] for r in read_history(run / "history.csv")) / 60, 1),
         "hardware": ", ".join(hardware.get("gpus") or []) or hardware.get("cpu", "?"),
@@ -51,7 +52,7 @@ def collect(outputs: Path) -> list[dict]:
 def leaderboard(rows: list[dict], include_unranked: bool = False) -> str:
     """A markdown table; runs over budget or on generated data are marked and left out by default."""
     lines = [
-        "| rank | run | recipe | backbone | size | epochs | top-1 (95% CI) | best with TTA | top-5 "
+        "| rank | run | recipe | backbone | size | epochs | top-1 (95% CI) | best with TTA | top-5 (95% CI) "
         "| training min | hardware | date |",
         "| ---: | --- | --- | --- | ---: | ---: | --- | --- | ---: | ---: | --- | --- |",
     ]
@@ -61,12 +62,11 @@ def leaderboard(rows: list[dict], include_unranked: bool = False) -> str:
             continue
         rank += r["ranked"]
         flags = " ⚠ over budget" * r["over_budget"] + " ⚠ generated data" * r["generated_data"]
-        ci = r["top1_ci95"]
-        interval = f" ({ci[0]:.1%}-{ci[1]:.1%})" if ci else ""
+        interval1, interval5 = (f" ({ci[0]:.1%}-{ci[1]:.1%})" if ci else "" for ci in (r["top1_ci95"], r["top5_ci95"]))
         lines.append(
             f"| {rank if r['ranked'] else '-'} | {r['run']}{flags} | {r['recipe']} | {r['backbone']} "
-            f"| {r['image_size']} | {r['epochs']} | {r['top1']:.2%}{interval} | {r['best_top1']:.2%} ({r['tta']}) "
-            f"| {r['top5']:.2%} | {r['training_minutes']} | {r['hardware']} | {r['date']} |"
+            f"| {r['image_size']} | {r['epochs']} | {r['top1']:.2%}{interval1} | {r['best_top1']:.2%} ({r['tta']}) "
+            f"| {r['top5']:.2%}{interval5} | {r['training_minutes']} | {r['hardware']} | {r['date']} |"
         )
     return "\n".join(lines)
 

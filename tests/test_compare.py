@@ -13,7 +13,8 @@ def fake_run(outputs, name, recipe, top1, over_budget=False, generated=False, mi
     run.mkdir(parents=True)
     metrics = {
         "recipe": recipe, "epochs": 12 if over_budget else 10, "over_budget": over_budget, "generated_data": generated,
-        "top1": top1, "top1_ci95": [top1 - 0.01, top1 + 0.01], "top5": top1 + 0.2, "top1_tta": top1 + 0.01,
+        "top1": top1, "top1_ci95": [top1 - 0.01, top1 + 0.01], "top1_tta": top1 + 0.01,
+        "top5": top1 + 0.2, "top5_ci95": [top1 + 0.19, top1 + 0.21],
         "tta": "flip", "superclass_accuracy": {"fish": top1, "trees": top1 / 2},
     }  # fmt: skip
     (run / "metrics.json").write_text(json.dumps(metrics))
@@ -38,6 +39,7 @@ def test_leaderboard_ranks_only_runs_within_the_rules(outputs):
     assert [r["run"] for r in rows if r["ranked"]] == ["cpu-b", "seed-a"]
     table = compare.leaderboard(rows)
     assert "| 1 | cpu-b |" in table and "| 2 | seed-a |" in table
+    assert "64.00% (63.0%-65.0%)" in table and "84.00% (83.0%-85.0%)" in table
     assert "cpu-long" not in table and "demo" not in table
     everything = compare.leaderboard(rows, include_unranked=True)
     assert "cpu-long ⚠ over budget" in everything and "demo ⚠ generated data" in everything
