@@ -26,6 +26,7 @@ demo: $(STAMP)  ## the whole pipeline offline on generated data, into outputs/de
 	$(BIN)/python -m cifar100_helpers run --recipe smoke --output outputs/demo
 
 test: $(STAMP) lint  ## everything but the tests marked slow; under 10 minutes on 2 cores
+	rm -rf outputs/nbval  # the nbval notebooks' run directory: start fresh
 	$(BIN)/python -m pytest $(NBVAL) -m "not slow"
 
 test-slow: $(STAMP)  ## seed and transfer through the pipeline (EfficientNetV2L on a CPU takes minutes)

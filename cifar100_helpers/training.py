@@ -227,7 +227,7 @@ def train(
         compile_model(model, cfg, steps, peak, placement.jit_compile if placement else "auto")
     state, diverged = EpochState(cfg), StopOnNonFiniteLoss()
     callbacks = [
-        AtomicBackupAndRestore(str(run.backup)),
+        AtomicBackupAndRestore(str(run.backup), delete_checkpoint=False),  # a resume after training must not retrain
         state,
         diverged,
         EpochRecorder(run.history, steps * batch),

@@ -60,3 +60,18 @@ def test_budget_statement_flags_over_budget():
     assert training.budget_statement(history[:10], config.make_config("cpu")) == (
         "10 of the 10-epoch budget used (1.0 min of training)."
     )
+
+
+def test_training_again_after_it_finished_trains_nothing(archive, tmp_path):
+    """A resume after the last epoch (say the kernel died while saving) must not start over."""
+    cfg = config.make_config("smoke", epochs=2)
+    ds = data.load(archive, verify=False)
+    run = RunDir(tmp_path / "run").create()
+    training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    first = keras.models.load_model(run.model).get_weights()
+    again = (
+        keras.models.load_model(run.untrained_model) if run.untrained_model.exists() else models.build(cfg, ds.train.x)
+    )
+    history = training.train(again, ds, cfg, run, interactive=False)
+    assert [r["epoch"] for r in history] == [1, 2]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again.get_weights(), strict=True))
