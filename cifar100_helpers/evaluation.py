@@ -208,12 +208,18 @@ def superclass_order(fine_to_coarse: np.ndarray) -> np.ndarray:
 
 
 def confused_pairs(matrix: np.ndarray, names: tuple[str, ...], k: int = 10) -> list[dict]:
-    """The ``k`` largest off-diagonal cells: true class, predicted class, count, and the reverse count."""
+    """The ``k`` most-confused pairs of classes, largest off-diagonal cell first: true class, predicted
+    class, count, and the count of the reverse direction (each pair listed once)."""
     off = matrix.copy()
     np.fill_diagonal(off, 0)
-    flat = np.argsort(-off, axis=None, kind="stable")[:k]
-    pairs = []
-    for true, pred in zip(*np.unravel_index(flat, off.shape), strict=True):
+    pairs, seen = [], set()
+    for flat in np.argsort(-off, axis=None, kind="stable"):
+        true, pred = np.unravel_index(flat, off.shape)
+        if len(pairs) == k or off[true, pred] == 0:
+            break
+        if (pred, true) in seen:
+            continue
+        seen.add((true, pred))
         pairs.append(
             {
                 "true": names[true],

@@ -43,11 +43,11 @@ def test_temperature_scaling_lowers_nll_of_an_overconfident_model():
 def test_superclass_ordering_and_confused_pairs():
     fine_to_coarse = np.array([1, 0, 1, 0])
     assert evaluation.superclass_order(fine_to_coarse).tolist() == [1, 3, 0, 2]
-    matrix = np.array([[5, 3, 0], [1, 6, 0], [0, 4, 2]])
-    pairs = evaluation.confused_pairs(matrix, ("a", "b", "c"), k=2)
-    assert pairs == [
+    matrix = np.array([[5, 3, 0], [2, 6, 0], [0, 4, 2]])
+    pairs = evaluation.confused_pairs(matrix, ("a", "b", "c"), k=3)
+    assert pairs == [  # b -> a is a's pair with b seen from the other side: listed once
         {"true": "c", "predicted": "b", "count": 4, "reverse": 0},
-        {"true": "a", "predicted": "b", "count": 3, "reverse": 1},
+        {"true": "a", "predicted": "b", "count": 3, "reverse": 2},
     ]
 
 
