@@ -21,6 +21,13 @@ def archive(tmp_path_factory) -> Path:
     return generated_data.write_archive(tmp_path_factory.mktemp("data") / "cifar-100-python.tar.gz")
 
 
+@pytest.fixture(scope="session")
+def archive_images(archive) -> np.ndarray:
+    from cifar100_helpers import data
+
+    return data.load(archive, verify=False).train.x[:64]
+
+
 @pytest.fixture
 def isolated_env(monkeypatch, tmp_path):
     """No $CIFAR100_DATA and an empty Keras cache, so only what a test provides is found."""
