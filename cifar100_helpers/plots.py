@@ -6,7 +6,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
-from .data import random_crop_flip
+from .data import batch_augmenter
 
 
 def image_grid(images: np.ndarray, titles: list[str], cols: int = 8, size: float = 1.3) -> plt.Figure:
@@ -21,11 +21,15 @@ def image_grid(images: np.ndarray, titles: list[str], cols: int = 8, size: float
     return fig
 
 
-def augmentation_preview(images: np.ndarray, pad: int, flip: bool, views: int = 6, seed: int = 0) -> plt.Figure:
-    """Each row: an original image, then ``views`` random training views of it."""
+def augmentation_preview(images: np.ndarray, cfg, views: int = 6) -> plt.Figure:
+    """Each row: an original image, then ``views`` training views of it, made by the recipe's own
+    batch augmentation (flip, translate, random-resized-crop, RandAugment, MixUp, CutMix as configured)."""
+    augment = batch_augmenter(cfg)
+    labels = tf.one_hot(np.zeros(len(images), dtype=np.int32), 100)
     rows = [images]
     for v in range(views):
-        rows.append(random_crop_flip(tf.constant(images), pad, flip, tf.constant([seed, v], tf.int64)).numpy())
+        seen, _ = augment(tf.constant(v, tf.int64), (tf.constant(images), labels))
+        rows.append(np.clip(np.asarray(seen), 0, 255).astype(np.uint8))
     grid = np.stack(rows, axis=1).reshape(-1, *images.shape[1:])
     titles = [("original" if j == 0 else f"view {j}") for _ in images for j in range(views + 1)]
     return image_grid(grid, titles, cols=views + 1)

@@ -202,3 +202,14 @@ def test_random_resized_crop_zooms_in_within_the_pixel_range():
     assert not np.allclose(out, images)
     again = data.random_resized_crop(tf.constant(images), 0.35, tf.constant([3, 4], tf.int64)).numpy()
     assert np.array_equal(out, again)  # stateless: the same seed gives the same crops
+
+
+def test_augmentation_preview_uses_the_recipes_own_augmentation(archive_images, monkeypatch):
+    from cifar100_helpers import plots
+
+    calls = []
+    real = data.batch_augmenter
+    monkeypatch.setattr(plots, "batch_augmenter", lambda cfg: calls.append(cfg) or real(cfg))
+    cfg = config.make_config("transfer", weights=None)
+    figure = plots.augmentation_preview(archive_images[:2], cfg, views=2)
+    assert calls == [cfg] and len(figure.axes) == 6
