@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -11,9 +13,11 @@ import keras
 
 from . import data, hardware, manifest, models, training
 from .config import EPOCH_BUDGET, make_config
+from .errors import ConfigError
 from .layout import write_atomic
 
 TRAIN_IMAGES = 45_000  # the training split after the default 5,000-image validation hold-out
+CORES = os.cpu_count() or 1
 
 
 def images_per_second(run_steps, batch_size: int, steps: int) -> float:
@@ -27,10 +31,16 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int) -> dict:
     alone (pretrained weights skipped: same compute, no download)."""
     cfg = make_config(name, weights=None)
     strategy, placement = hardware.place(cfg)
-    batch = cfg.batch_size * placement.replicas
+    scaling = hardware.scale(cfg, placement.replicas)
+    batch = scaling.global_batch
+    if batch > len(ds.train):
+        raise ConfigError(
+            f"bench: {name}'s global batch {batch} exceeds the {len(ds.train)} training images; "
+            "pass the real data with --data PATH."
+        )
     with strategy.scope():
         model = models.build(cfg, ds.train.x[:1000])
-        training.compile_model(model, cfg, steps_per_epoch=steps, jit_compile=placement.jit_compile)
+        training.compile_model(model, cfg, steps, scaling.peak_learning_rate, jit_compile=placement.jit_compile)
     batches = data.train_dataset(ds.train, batch, cfg).repeat()
     model.fit(batches, steps_per_epoch=warmup, epochs=1, shuffle=False, verbose=0)
     train_ips = images_per_second(
@@ -48,6 +58,7 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int) -> dict:
         "placement": placement.to_dict(),
         "train_images_per_second": round(train_ips, 1),
         "input_pipeline_images_per_second": round(pipeline_ips, 1),
+        "input_pipeline_images_per_second_per_core": round(pipeline_ips / CORES, 1),
         "pipeline_to_train_ratio": round(pipeline_ips / train_ips, 1),
         "projected_10_epoch_minutes": round(EPOCH_BUDGET * TRAIN_IMAGES / train_ips / 60, 1),
     }
@@ -69,18 +80,24 @@ def run(recipes: list[str], ds: data.Cifar100, steps: int = 10, warmup: int = 3)
     }
 
 
-def table(result: dict) -> str:
+def cores_needed(pipeline_per_core: float, images_per_second: float) -> int:
+    """CPU cores the input pipeline needs to feed ``images_per_second`` (assuming it scales with cores)."""
+    return math.ceil(images_per_second / pipeline_per_core)
+
+
+def table(result: dict, gpu_images_per_second: float = 1700) -> str:
     lines = [
         "| recipe | parameters | global batch | train images/s | ratio to seed | projected 10 epochs (min) "
-        "| its input pipeline alone, images/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        f"| its input pipeline alone, images/s | per core | cores to feed {gpu_images_per_second:g} images/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["recipes"]:
         ratio = f"{r['ratio_to_seed']:.2f}" if r["ratio_to_seed"] else "n/a"
         lines.append(
             f"| {r['recipe']} | {r['parameters']:,} | {r['global_batch_size']} | {r['train_images_per_second']:.1f} "
             f"| {ratio} | {r['projected_10_epoch_minutes']:.1f} | {r['input_pipeline_images_per_second']:.0f} "
-            f"({r['pipeline_to_train_ratio']:.1f}x) |"
+            f"({r['pipeline_to_train_ratio']:.1f}x) | {r['input_pipeline_images_per_second_per_core']:.0f} "
+            f"| {cores_needed(r['input_pipeline_images_per_second_per_core'], gpu_images_per_second)} |"
         )
     hw = result["hardware"]
     gpus = ", ".join(hw["gpus"]) or "no GPU"

@@ -24,7 +24,8 @@ class RunConfig:
     recipe: str
     model: str  # a builder in models.BUILDERS
     epochs: int = EPOCH_BUDGET
-    batch_size: int = 256
+    batch_size: int = 256  # per replica, as tuned on one device
+    max_global_batch: int = 1024  # with several replicas the per-replica batch shrinks to stay at or below this
     optimizer: str = "sgd"  # "sgd" (Nesterov momentum), "adamw" or "rmsprop"
     learning_rate: float = 0.1  # peak value, reached after the warm-up
     momentum: float = 0.9
@@ -35,10 +36,11 @@ class RunConfig:
     crop_pad: int = 4  # random translation of up to this many pixels; 0 turns it off
     flip: bool = True  # random horizontal flips in training
     crop_scale: float = 0.0  # random-resized-crop: smallest fraction of the image area kept; 0 turns it off
-    randaugment: float = 0.0  # RandAugment strength (Keras layer `factor`); 0 turns it off
+    randaugment: float = 0.0  # RandAugment strength in [0, 1]: magnitudes up to this share of each op's maximum
+    # (augment.py, per image); 0 turns it off
     mixup: float = 0.0  # MixUp alpha; 0 turns it off
     cutmix: float = 0.0  # CutMix factor; 0 turns it off
-    ema: float = 0.0  # momentum of the optimizer's weight EMA (Keras `use_ema`); 0 turns it off
+    ema: float = 0.0  # momentum of the weight EMA (after its warm-up, see training.WeightEMA); 0 turns it off
     tta: str = "flip"  # test-time augmentation reported beside plain accuracy: "none", "flip", "flip_translate"
     widths: tuple[int, ...] = (64, 128, 256)
     bn_momentum: float = 0.9
@@ -82,6 +84,7 @@ RECIPES: dict[str, RunConfig] = {
         model="seed",
         batch_size=64,
         optimizer="rmsprop",
+        max_global_batch=256,
         learning_rate=1e-4,
         weight_decay=0.0,
         warmup_epochs=0.0,
@@ -101,6 +104,7 @@ RECIPES: dict[str, RunConfig] = {
         backbone="EfficientNetV2S",
         image_size=224,
         batch_size=64,
+        max_global_batch=256,
         optimizer="adamw",
         learning_rate=2e-4,
         weight_decay=0.05,
@@ -144,13 +148,11 @@ FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
 def accelerator_present() -> bool:
-    import os
-
     import tensorflow as tf
 
-    return bool(
-        tf.config.list_physical_devices("GPU") or os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME")
-    )
+    from .hardware import tpu_address
+
+    return bool(tf.config.list_physical_devices("GPU") or tpu_address())
 
 
 def resolve_recipe(name: str) -> str:
@@ -197,6 +199,9 @@ def validate(cfg: RunConfig) -> None:
             "or fewer, or pass --allow-over-budget (the report will flag the run)."
         )
     positive_int(cfg.batch_size, "batch size (--set batch_size=...)")
+    positive_int(cfg.max_global_batch, "maximum global batch (--set max_global_batch=...)")
+    if not 0 <= cfg.ema < 1:
+        raise ConfigError(f"ema must be in [0, 1), got {cfg.ema!r} (--set ema=0.99; 0 turns it off).")
     if not 0 <= cfg.val_fraction < 0.5:
         raise ConfigError(
             f"validation fraction must be in [0, 0.5), got {cfg.val_fraction!r} (--set val_fraction=...)."

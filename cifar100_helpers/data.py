@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from .augment import rand_augment
 from .errors import DataError
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
@@ -355,16 +356,14 @@ def one_hot(split: Split) -> np.ndarray:
 
 def batch_augmenter(cfg, size: tf.Variable | None = None):
     """The training-time transformation of one batch (images, one-hot labels) for a config:
-    flip + translate, random-resized-crop, then RandAugment, MixUp and CutMix where enabled (Keras's own layers), then
-    the current progressive image size where ``size`` is given."""
+    flip + translate, random-resized-crop, then per-image RandAugment (:mod:`.augment`), MixUp and CutMix
+    (Keras's layers) where enabled, then the current progressive image size where ``size`` is given.
+    These steps yield float32 under any global dtype policy: mixed precision is for the model, not tf.data."""
     import keras
 
     steps = []
-    if cfg.randaugment:
-        rand_augment = keras.layers.RandAugment(value_range=(0, 255), factor=cfg.randaugment, seed=cfg.seed)
-        steps.append(lambda x, y: (rand_augment(x), y))
-    for layer in ([keras.layers.MixUp(cfg.mixup, seed=cfg.seed)] if cfg.mixup else []) + (
-        [keras.layers.CutMix(cfg.cutmix, seed=cfg.seed)] if cfg.cutmix else []
+    for layer in ([keras.layers.MixUp(cfg.mixup, seed=cfg.seed, dtype="float32")] if cfg.mixup else []) + (
+        [keras.layers.CutMix(cfg.cutmix, seed=cfg.seed, dtype="float32")] if cfg.cutmix else []
     ):
         steps.append(lambda x, y, layer=layer: tuple(layer({"images": x, "labels": y}).values()))
     if size is not None:
@@ -372,12 +371,14 @@ def batch_augmenter(cfg, size: tf.Variable | None = None):
 
     def augment(index, batch):
         images, labels = batch
-        seed, crop_seed = tf.unstack(
-            tf.random.experimental.stateless_split(tf.stack([tf.cast(cfg.seed, tf.int64), index]), 2)
+        seed, crop_seed, rand_augment_seed = tf.unstack(
+            tf.random.experimental.stateless_split(tf.stack([tf.cast(cfg.seed, tf.int64), index]), 3)
         )
         images = random_crop_flip(images, cfg.crop_pad, cfg.flip, seed)
         if cfg.crop_scale:
             images = random_resized_crop(images, cfg.crop_scale, crop_seed)
+        if cfg.randaugment:
+            images = rand_augment(images, cfg.randaugment, rand_augment_seed)
         for step in steps:
             images, labels = step(images, labels)
         return images, labels

@@ -4,12 +4,18 @@ precision policy, XLA, and the batch size and learning rate scaled to the number
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
+import math
 import os
 from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
+
+from .errors import ConfigError
+
+ADAPTIVE_OPTIMIZERS = ("adamw", "rmsprop")  # learning rate scaled with the square root of the batch
 
 
 @dataclass(frozen=True)
@@ -19,22 +25,52 @@ class Placement:
     kind: str  # "tpu", "multi_worker", "multi_gpu", "gpu", "cpu"
     replicas: int
     precision: str  # Keras dtype policy
-    jit_compile: bool | str
+    jit_compile: bool  # XLA for the whole train step: only where it compiles (one GPU)
     deterministic: bool
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
-def connect_tpu():
-    """A TPUStrategy when a TPU runtime (Colab, Cloud) is reachable, else None."""
+@dataclass(frozen=True)
+class Scaling:
+    """Batch and learning rate for a number of replicas; recorded in run.json."""
+
+    per_replica_batch: int
+    global_batch: int
+    peak_learning_rate: float
+    rule: str  # how the learning rate followed the batch: "linear" or "sqrt"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def tpu_address() -> str | None:
+    """Where a TPU is: "local" on a TPU VM (Colab's TPU runtimes since 2024, Cloud TPU VMs), the
+    address of an older remote TPU node, or None when there is no TPU."""
+    named = os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR")
+    if named:
+        return named if "://" in named or named == "local" else f"grpc://{named}"
+    if os.environ.get("TPU_ACCELERATOR_TYPE") or glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"):
+        return "local"
+    return None
+
+
+def connect_tpu(address: str) -> tf.distribute.TPUStrategy:
+    """A TPUStrategy on the TPU at ``address``. A TPU that is present but does not start stops the
+    run with one line, rather than letting it train the CPU recipe for hours unnoticed."""
     try:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    except (ValueError, RuntimeError):
-        return None
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    except Exception as exc:  # the TPU runtime fails in many ways; the fix is the same
+        reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(
+            f"A TPU was found ({address}) but TensorFlow could not start it ({reason}). Restart the runtime "
+            "(Colab: Runtime > Restart session) and check that the installed TensorFlow supports this TPU; "
+            "to train without it, switch to a GPU or CPU runtime."
+        ) from None
 
 
 def multi_worker() -> bool:
@@ -46,16 +82,28 @@ def multi_worker() -> bool:
     return len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1
 
 
+def logical_gpus() -> list:
+    return tf.config.list_logical_devices("GPU")
+
+
+def gpu_capability() -> tuple[int, int]:
+    """Compute capability of the first GPU, (0, 0) without one."""
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return (0, 0)
+    return tuple(tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0)))
+
+
 def pick_strategy() -> tuple[tf.distribute.Strategy, str]:
     """TPU, several machines (TF_CONFIG), several GPUs, or the default strategy, in that order."""
-    tpu = connect_tpu() if os.environ.get("COLAB_TPU_ADDR") or os.environ.get("TPU_NAME") else None
-    if tpu is not None:
-        return tpu, "tpu"
+    address = tpu_address()
+    if address:
+        return connect_tpu(address), "tpu"
     if multi_worker():
         return tf.distribute.MultiWorkerMirroredStrategy(), "multi_worker"
-    gpus = tf.config.list_logical_devices("GPU")
+    gpus = logical_gpus()
     if len(gpus) > 1:
-        return tf.distribute.MirroredStrategy(), "multi_gpu"
+        return tf.distribute.MirroredStrategy([g.name for g in gpus]), "multi_gpu"
     return tf.distribute.get_strategy(), "gpu" if gpus else "cpu"
 
 
@@ -64,12 +112,16 @@ def precision_for(kind: str) -> str:
     if kind == "tpu":
         return "mixed_bfloat16"
     if kind in ("gpu", "multi_gpu", "multi_worker"):
-        gpus = tf.config.list_physical_devices("GPU")
-        capability = (
-            tf.config.experimental.get_device_details(gpus[0]).get("compute_capability", (0, 0)) if gpus else (0, 0)
-        )
-        return "mixed_float16" if capability >= (7, 0) else "float32"
+        return "mixed_float16" if gpu_capability() >= (7, 0) else "float32"
     return "float32"
+
+
+def jit_for(kind: str, deterministic: bool) -> bool:
+    """XLA-compile the whole train step only on one GPU. Under a tf.distribute strategy Keras
+    compiles ``strategy.run`` as one XLA function, which cannot reach the other replicas' variables
+    (InvalidArgumentError on the first step), so several GPUs and clusters run without it; a TPU
+    compiles with XLA anyway; on a CPU it rarely pays and deterministic runs need it off."""
+    return kind == "gpu" and not deterministic
 
 
 def place(cfg) -> tuple[tf.distribute.Strategy, Placement]:
@@ -85,10 +137,20 @@ def place(cfg) -> tuple[tf.distribute.Strategy, Placement]:
     strategy, kind = pick_strategy()
     precision = precision_for(kind) if cfg.mixed_precision else "float32"
     keras.mixed_precision.set_global_policy(precision)
-    jit = False if cfg.deterministic else True if kind in ("gpu", "multi_gpu", "tpu") else "auto"
+    jit = jit_for(kind, cfg.deterministic)
     return strategy, Placement(kind, strategy.num_replicas_in_sync, precision, jit, cfg.deterministic)
 
 
-def scaled(batch_size: int, learning_rate: float, replicas: int) -> tuple[int, float]:
-    """Global batch = per-replica batch x replicas; learning rate scaled linearly with it."""
-    return batch_size * replicas, learning_rate * replicas
+def scale(cfg, replicas: int) -> Scaling:
+    """The batch and peak learning rate for ``replicas``. ``cfg.batch_size`` is the per-replica batch
+    the recipe was tuned with on one device; the global batch grows with the replicas up to
+    ``cfg.max_global_batch`` (the per-replica batch shrinks beyond it), so the step count stays sane;
+    one replica always trains with ``cfg.batch_size``.
+    The learning rate follows the global batch: linearly for SGD, with the square root for the
+    adaptive optimizers (AdamW, RMSprop)."""
+    per_replica = max(1, min(cfg.batch_size, max(cfg.max_global_batch, cfg.batch_size) // replicas))
+    global_batch = per_replica * replicas
+    ratio = global_batch / cfg.batch_size
+    rule = "sqrt" if cfg.optimizer in ADAPTIVE_OPTIMIZERS else "linear"
+    peak = cfg.learning_rate * (math.sqrt(ratio) if rule == "sqrt" else ratio)
+    return Scaling(per_replica, global_batch, peak, rule)

@@ -81,8 +81,11 @@ def describe_placement(path: Path) -> str:
     device = ", ".join(hw.get("gpus") or []) or f"{hw.get('cpu', '?')} ({hw.get('cpu_cores', '?')} cores)"
     if not t:
         return f"Trained on {device}."
+    ema = f", weight EMA {t['ema']['momentum']:g} (with warm-up)" if t.get("ema") else ""
     return (
         f"Trained on {device}: {t['kind']}, {t['replicas']} replica(s), {t['precision']}, XLA {t['jit_compile']}, "
-        f"global batch {t['global_batch_size']}, peak learning rate {t['peak_learning_rate']:g}, "
+        f"batch {t['per_replica_batch']} per replica ({t['global_batch']} global), peak learning rate "
+        f"{t['peak_learning_rate']:g} ({t['rule']} scaling), {t['images_left_out_per_epoch']} images left out "
+        f"of each epoch by the last partial batch{ema}, "
         f"{'deterministic' if t['deterministic'] else 'not deterministic'}."
     )

@@ -12,13 +12,14 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from . import data, manifest
 from .config import EPOCH_BUDGET, RunConfig
 from .data import Cifar100
 from .errors import ConfigError, TrainingDiverged
-from .hardware import Placement, scaled
+from .hardware import Placement, scale
 from .layout import RunDir, write_atomic
 
 HISTORY_FIELDS = (
@@ -27,28 +28,34 @@ HISTORY_FIELDS = (
 )  # fmt: skip
 
 
+MIN_WARMUP_STEPS = 50  # a warm-up shorter than this is lengthened: few, large steps need it most
+
+
 def learning_rate(cfg: RunConfig, steps_per_epoch: int, peak: float | None = None):
-    """Linear warm-up to ``peak`` (the config's rate unless scaled for replicas), then cosine decay
-    to zero over the remaining steps; or constant."""
+    """Linear warm-up to ``peak`` (the config's rate unless scaled for replicas) over
+    ``cfg.warmup_epochs`` but at least MIN_WARMUP_STEPS steps (at most half the run), then cosine
+    decay to zero over the remaining steps; or constant."""
     peak = cfg.learning_rate if peak is None else peak
     if cfg.schedule == "constant":
         return peak
     total = cfg.epochs * steps_per_epoch
-    warmup = min(round(cfg.warmup_epochs * steps_per_epoch), total - 1)
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    if warmup:
+        warmup = max(warmup, min(MIN_WARMUP_STEPS, total // 2))
+    warmup = min(warmup, total - 1)
     return keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0, warmup_target=peak, warmup_steps=warmup, decay_steps=total - warmup, alpha=0.0
     )
 
 
 def make_optimizer(cfg: RunConfig, steps_per_epoch: int, peak: float | None = None) -> keras.optimizers.Optimizer:
-    lr = learning_rate(cfg, steps_per_epoch, peak)
-    common = {"weight_decay": cfg.weight_decay or None, "use_ema": bool(cfg.ema), "ema_momentum": cfg.ema or 0.99}
+    lr, decay = learning_rate(cfg, steps_per_epoch, peak), cfg.weight_decay or None
     if cfg.optimizer == "rmsprop":
-        return keras.optimizers.RMSprop(lr, **common)
+        return keras.optimizers.RMSprop(lr, weight_decay=decay)
     if cfg.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(lr, **common)
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
     else:
-        optimizer = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, **common)
+        optimizer = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=decay)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return optimizer
 
@@ -172,34 +179,96 @@ class EpochCheckpoint(keras.callbacks.Callback):
         save_model(self.model, self.path)
 
 
-class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
-    """Keras's BackupAndRestore with crash-safe files: the weights of epoch K go to their own file
-    (written under a temporary name, then renamed), and only then does the metadata, replaced
-    atomically, point at them. A run killed at any instant resumes from the last complete epoch."""
+class WeightEMA(keras.callbacks.Callback):
+    """An exponential moving average of all the model's weights, BatchNorm statistics included (so
+    the statistics belong to the averaged weights), updated after every step.
 
-    def _save_model(self):
-        backup = Path(self.backup_dir)
-        backup.mkdir(parents=True, exist_ok=True)
-        weights = backup / f"epoch-{self._current_epoch:03d}.weights.h5"
-        partial = backup / f"partial-{weights.name}"
-        self.model.save_weights(partial, overwrite=True)
-        os.replace(partial, weights)
-        write_atomic(
-            Path(self._training_metadata_path), json.dumps({"epoch": self._current_epoch, "weights": weights.name})
-        )
-        for old in backup.glob("epoch-*.weights.h5"):
-            if old != weights:
+    The momentum warms up: at step t it is ``min(momentum, (1 + t) / (10 + t))``, so the average
+    forgets the first steps' weights whatever the step count (a plain 0.999 average over a few
+    hundred steps would still be mostly the step-1 weights). Validation runs on the average, so
+    history.csv shows the model that is saved; training ends with the average in the model.
+    Create it inside the strategy's scope."""
+
+    def __init__(self, model: keras.Model, momentum: float):
+        super().__init__()
+        self.momentum = momentum
+        self.weights = [w for w in model.weights if w.dtype.startswith("float")]
+        self.average = [tf.Variable(w.value, trainable=False) for w in self.weights]
+        self.step = tf.Variable(0, trainable=False, dtype=tf.int64)
+
+    @tf.function
+    def update(self):
+        self.step.assign_add(1)
+        t = tf.cast(self.step, tf.float32)
+        decay = tf.minimum(self.momentum, (1.0 + t) / (10.0 + t))
+        for average, weight in zip(self.average, self.weights, strict=True):
+            average.assign(decay * average + (1.0 - decay) * weight.value)
+
+    @tf.function
+    def swap(self):
+        for average, weight in zip(self.average, self.weights, strict=True):
+            raw = tf.identity(weight.value)
+            weight.assign(average)
+            average.assign(raw)
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"step": self.step.numpy(), **{f"w{i}": a.numpy() for i, a in enumerate(self.average)}}
+
+    def load_state(self, state) -> None:
+        self.step.assign(state["step"])
+        for i, average in enumerate(self.average):
+            average.assign(state[f"w{i}"])
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.update()
+
+    def on_test_begin(self, logs=None):
+        self.swap()
+
+    def on_test_end(self, logs=None):
+        self.swap()
+
+    def on_train_end(self, logs=None):
+        for average, weight in zip(self.average, self.weights, strict=True):
+            weight.assign(average)
+
+
+class Backup(keras.callbacks.Callback):
+    """Resume state after every epoch, crash-safe and with public Keras calls only: the model's and
+    optimizer's weights of epoch K (and the weight EMA) go to files of their own, written under a
+    temporary name and renamed, and only then does ``state.json``, replaced atomically, point at
+    them. :meth:`restore` before ``fit(initial_epoch=...)`` continues from the last finished epoch."""
+
+    def __init__(self, folder: Path, ema: WeightEMA | None = None):
+        super().__init__()
+        self.folder, self.ema = Path(folder), ema
+        self.state = self.folder / "state.json"
+
+    def restore(self, model: keras.Model) -> int:
+        """Load the last finished epoch's state into ``model`` (compiled); the epochs finished."""
+        if not self.state.exists():
+            return 0
+        saved = json.loads(self.state.read_text())
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(self.folder / saved["weights"])
+        if self.ema is not None:
+            with np.load(self.folder / saved["ema"]) as ema:
+                self.ema.load_state(ema)
+        return saved["epoch"]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        files = {"weights": f"epoch-{epoch + 1:03d}.weights.h5"}
+        self.model.save_weights(self.folder / f"partial-{files['weights']}", overwrite=True)
+        if self.ema is not None:
+            files["ema"] = f"epoch-{epoch + 1:03d}.ema.npz"
+            np.savez(self.folder / f"partial-{files['ema']}", **self.ema.state())
+        for name in files.values():
+            os.replace(self.folder / f"partial-{name}", self.folder / name)
+        write_atomic(self.state, json.dumps({"epoch": epoch + 1, **files}))
+        for old in self.folder.glob("epoch-*"):
+            if old.name not in files.values():
                 old.unlink()
-
-    def _load_model(self):
-        metadata = Path(self._training_metadata_path)
-        if not metadata.exists():
-            return
-        saved = json.loads(metadata.read_text())
-        if not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(Path(self.backup_dir) / saved["weights"])
-        self.model._initial_epoch = saved["epoch"]
 
 
 def train(
@@ -213,38 +282,47 @@ def train(
 ) -> list[dict]:
     """Fit for ``cfg.epochs``; an interrupted call continues from the last finished epoch.
 
-    The global batch is ``cfg.batch_size`` per replica times the replicas of ``strategy``, and the
-    peak learning rate grows with it; both are recorded in run.json with the placement.
+    The batch and peak learning rate follow the replicas of ``strategy`` (:func:`hardware.scale`);
+    they, the images left out of each epoch by the last partial batch, and the placement are
+    recorded in run.json.
     """
     strategy = strategy or tf.distribute.get_strategy()
-    batch, peak = scaled(cfg.batch_size, cfg.learning_rate, strategy.num_replicas_in_sync)
+    scaling = scale(cfg, strategy.num_replicas_in_sync)
+    batch = scaling.global_batch
     steps = len(ds.train) // batch
     if steps == 0:
         raise ConfigError(
             f"global batch size {batch} exceeds the {len(ds.train)} training images (--set batch_size=...)."
         )
     with strategy.scope():
-        compile_model(model, cfg, steps, peak, placement.jit_compile if placement else "auto")
+        compile_model(model, cfg, steps, scaling.peak_learning_rate, placement.jit_compile if placement else "auto")
+        ema = WeightEMA(model, cfg.ema) if cfg.ema else None
+        backup = Backup(run.backup, ema)
+        finished = backup.restore(model)
     state, diverged = EpochState(cfg), StopOnNonFiniteLoss()
     callbacks = [
-        AtomicBackupAndRestore(str(run.backup), delete_checkpoint=False),  # a resume after training must not retrain
+        *([ema] if ema else []),  # first: validation sees the average
         state,
         diverged,
         EpochRecorder(run.history, steps * batch),
         EpochCheckpoint(run.checkpoint),
+        backup,  # last: an epoch counts as finished only once its history row is written
     ]
     manifest.write(
         run.manifest,
         training={
             "replicas": strategy.num_replicas_in_sync,
-            "global_batch_size": batch,
-            "peak_learning_rate": peak,
+            **scaling.to_dict(),
+            "steps_per_epoch": steps,
+            "images_left_out_per_epoch": len(ds.train) - steps * batch,  # a different few each epoch
+            "ema": {"momentum": cfg.ema, "warmup": "min(momentum, (1 + t) / (10 + t))"} if cfg.ema else None,
             **(placement.to_dict() if placement else {}),
         },
     )
     model.fit(
         data.train_dataset(ds.train, batch, cfg, state.size, state.epoch),
         epochs=cfg.epochs,
+        initial_epoch=finished,
         validation_data=data.eval_dataset(ds.val, 500) if len(ds.val) else None,
         callbacks=callbacks,
         shuffle=False,  # tf.data already shuffles, with a seed
@@ -253,7 +331,7 @@ def train(
     if diverged.where:
         raise TrainingDiverged(
             f"The loss became NaN or infinite at {diverged.where}; the run is marked failed. "
-            f"Lower the learning rate (now {peak:g}: --set learning_rate=...) or check the data."
+            f"Lower the learning rate (now {scaling.peak_learning_rate:g}: --set learning_rate=...) or check the data."
         )
     save_model(model, run.model)
     return read_history(run.history)

@@ -1,16 +1,49 @@
 import json
 import subprocess
 import sys
-import textwrap
+
+import pytest
 
 from cifar100_helpers import config, hardware
+from cifar100_helpers.errors import ConfigError
 
 from .conftest import REPO
 
+TRAIN_IMAGES = 45_000
 
-def test_scaling_with_replicas():
-    assert hardware.scaled(128, 0.1, 4) == (512, 0.4)
-    assert hardware.scaled(256, 0.2, 1) == (256, 0.2)
+
+@pytest.mark.parametrize("replicas", [1, 2, 4, 8])
+@pytest.mark.parametrize("recipe", ["cpu", "scratch", "transfer", "seed"])
+def test_scaling_keeps_batch_and_steps_sane(recipe, replicas):
+    """Faked replica counts: the global batch never passes the recipe's cap, each epoch keeps
+    enough steps, the learning rate follows the global batch (linear for SGD, sqrt for adaptive)."""
+    cfg = config.make_config(recipe)
+    s = hardware.scale(cfg, replicas)
+    assert s.global_batch == s.per_replica_batch * replicas
+    assert s.global_batch <= max(cfg.max_global_batch, cfg.batch_size)
+    assert TRAIN_IMAGES // s.global_batch >= 40  # steps per epoch
+    ratio = s.global_batch / cfg.batch_size
+    expected = ratio**0.5 if cfg.optimizer in ("adamw", "rmsprop") else ratio
+    assert s.peak_learning_rate == pytest.approx(cfg.learning_rate * expected)
+    if replicas == 1:
+        assert (s.global_batch, s.peak_learning_rate) == (cfg.batch_size, cfg.learning_rate)
+
+
+def test_scaling_examples():
+    assert hardware.scale(config.make_config("scratch"), 8).to_dict() == {
+        "per_replica_batch": 128, "global_batch": 1024, "peak_learning_rate": 0.4, "rule": "linear",
+    }  # fmt: skip
+    transfer = hardware.scale(config.make_config("transfer"), 8)
+    assert (transfer.per_replica_batch, transfer.global_batch, transfer.rule) == (32, 256, "sqrt")
+    assert transfer.peak_learning_rate == pytest.approx(4e-4)
+    assert hardware.scale(config.make_config("cpu", batch_size=2048), 1).global_batch == 2048  # one replica: as set
+
+
+def test_xla_only_on_one_gpu():
+    assert hardware.jit_for("gpu", deterministic=False) is True
+    for kind in ("cpu", "multi_gpu", "multi_worker", "tpu"):
+        assert hardware.jit_for(kind, deterministic=False) is False
+    assert hardware.jit_for("gpu", deterministic=True) is False
 
 
 def test_multi_worker_needs_several_workers(monkeypatch):
@@ -25,33 +58,68 @@ def test_multi_worker_needs_several_workers(monkeypatch):
 def test_cpu_placement_is_float32_default_strategy():
     strategy, placement = hardware.place(config.make_config("cpu"))
     assert placement.kind == "cpu" and placement.replicas == 1 and placement.precision == "float32"
-    assert strategy.num_replicas_in_sync == 1
+    assert placement.jit_compile is False and strategy.num_replicas_in_sync == 1
 
 
-def test_mirrored_strategy_training_step_on_two_logical_cpus():
-    """A real training step under MirroredStrategy with two logical CPU devices (fresh process:
-    logical devices must be configured before TensorFlow starts its runtime)."""
-    script = textwrap.dedent(
-        """
-        import numpy as np, tensorflow as tf
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from cifar100_helpers import config, data, models, training
-        from cifar100_helpers.generated_data import write_archive
-        import tempfile, pathlib
-        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        cfg = config.make_config("smoke", batch_size=16)
-        with tempfile.TemporaryDirectory() as tmp:
-            ds = data.load(write_archive(pathlib.Path(tmp) / "d.tar.gz", 4, 1), verify=False)
-        with strategy.scope():
-            model = models.build(cfg, ds.train.x)
-            training.compile_model(model, cfg, steps_per_epoch=4)
-        before = [w.copy() for w in model.get_weights()]
-        batches = data.train_dataset(ds.train, 16 * strategy.num_replicas_in_sync, cfg)
-        model.fit(batches.take(2), epochs=1, verbose=0)
-        changed = any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))
-        print("REPLICAS", strategy.num_replicas_in_sync, "CHANGED", changed)
-        """
+@pytest.fixture
+def no_tpu_env(monkeypatch):
+    for name in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(hardware.glob, "glob", lambda pattern: [])
+    return monkeypatch
+
+
+def test_tpu_detection(no_tpu_env):
+    assert hardware.tpu_address() is None
+    no_tpu_env.setattr(hardware.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
+    assert hardware.tpu_address() == "local"  # a TPU VM (Colab's TPU runtimes, Cloud TPU VMs)
+    no_tpu_env.setattr(hardware.glob, "glob", lambda pattern: [])
+    no_tpu_env.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
+    assert hardware.tpu_address() == "grpc://10.0.0.2:8470"  # an older remote TPU node
+
+
+def test_a_tpu_that_does_not_start_stops_the_run(no_tpu_env):
+    """A detected TPU that fails to start is one clear line, never a silent fall-back to the CPU recipe."""
+    no_tpu_env.setenv("TPU_ACCELERATOR_TYPE", "v5litepod-8")
+    with pytest.raises(ConfigError, match=r"A TPU was found \(local\) but TensorFlow could not start it") as err:
+        hardware.pick_strategy()
+    assert "\n" not in str(err.value)
+    assert config.resolve_recipe("auto") == "transfer"
+
+
+def simulate(kind: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.simulate_placement", kind], capture_output=True, text=True, cwd=REPO, timeout=600
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert "REPLICAS 2 CHANGED True" in done.stdout, done.stderr[-2000:]
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("multi_gpu", {"kind": "multi_gpu", "replicas": 2, "precision": "mixed_float16", "jit_compile": False}),
+        ("gpu", {"kind": "gpu", "replicas": 1, "precision": "mixed_float16", "jit_compile": True}),
+        ("old_gpu", {"kind": "gpu", "replicas": 1, "precision": "float32", "jit_compile": True}),
+        ("tpu", {"kind": "tpu", "replicas": 1, "precision": "mixed_bfloat16", "jit_compile": False}),
+    ],
+)
+def test_training_runs_with_what_place_picks(kind, expected):
+    """Two logical CPU devices as two GPUs (MirroredStrategy), one as a GPU (XLA:CPU, float16), a
+    TPU's choices on the default strategy: place() picks, and the real training loop (with weight EMA
+    on the strategy's variables) runs two epochs with exactly that."""
+    record = simulate(kind)
+    assert {k: record[k] for k in expected} == expected
+    assert record["epochs"] == [1, 2] and record["loss"] < 4.7
+    assert record["variable_dtype"] == "float32"
+    assert record["compute_dtype"] == {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(
+        expected["precision"], "float32"
+    )
+    assert record["global_batch"] == 16 * expected["replicas"]
+
+
+def test_bench_at_three_replicas():
+    """scratch at 3 replicas used to ask for 3 x 1024 images of a 2,700-image set (StopIteration)."""
+    row = simulate("bench3")
+    assert row["placement"]["replicas"] == 3 and row["global_batch_size"] == 1023
+    assert row["train_images_per_second"] > 0 and row["input_pipeline_images_per_second_per_core"] > 0

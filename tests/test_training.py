@@ -2,7 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from cifar100_helpers import config, data, evaluation, models, training
+from cifar100_helpers import config, data, evaluation, hardware, models, training
 from cifar100_helpers.layout import RunDir
 
 
@@ -75,3 +75,53 @@ def test_training_again_after_it_finished_trains_nothing(archive, tmp_path):
     history = training.train(again, ds, cfg, run, interactive=False)
     assert [r["epoch"] for r in history] == [1, 2]
     assert all(np.array_equal(a, b) for a, b in zip(first, again.get_weights(), strict=True))
+
+
+def test_weight_ema_with_few_steps_saves_what_validation_measured(archive, tmp_path):
+    """A 0.999 average over ~100 steps used to keep most of the step-1 weights in the saved model
+    while history.csv showed the raw weights' validation. Now validation runs on the average, with
+    its own BatchNorm statistics, and the saved model is exactly what was validated."""
+    cfg = config.make_config("cpu", epochs=3, batch_size=64, learning_rate=0.1, ema=0.999, verify=False)
+    ds = data.load(archive, verify=False, val_fraction=cfg.val_fraction)
+    run = RunDir(tmp_path / "run").create()
+    history = training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    saved = keras.models.load_model(run.model)
+    val_accuracy = evaluation.top_k_accuracy(evaluation.predict(saved, ds.val.x), ds.val.fine, 1)
+    assert val_accuracy == pytest.approx(history[-1]["val_accuracy"], abs=1e-6)
+    assert val_accuracy > 0.2  # far above chance (1%): not the step-1 weights
+
+
+def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(archive, tmp_path, monkeypatch):
+    """The resume state holds the model, the optimizer and the weight EMA: training killed after
+    epoch 2 of 3 and started again ends with the weights of an uninterrupted run, bit for bit."""
+    cfg = config.make_config("smoke", epochs=3, ema=0.9, deterministic=True)
+    ds = data.load(archive, verify=False)
+
+    def fit(folder):
+        hardware.place(cfg)
+        run = RunDir(tmp_path / folder).create()
+        model = models.build(cfg, ds.train.x)
+        model.save(run.untrained_model)
+        return run, model
+
+    straight, model = fit("straight")
+    training.train(model, ds, cfg, straight, interactive=False)
+
+    crashed, model = fit("crashed")
+    save = training.Backup.on_epoch_end
+
+    def crash_after_epoch_two(self, epoch, logs=None):
+        save(self, epoch, logs)
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(training.Backup, "on_epoch_end", crash_after_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(model, ds, cfg, crashed, interactive=False)
+    monkeypatch.undo()
+    resumed = keras.models.load_model(crashed.untrained_model)
+    history = training.train(resumed, ds, cfg, crashed, interactive=False)
+    assert [r["epoch"] for r in history] == [1, 2, 3]
+    expected = keras.models.load_model(straight.model).get_weights()
+    for a, b in zip(keras.models.load_model(crashed.model).get_weights(), expected, strict=True):
+        assert np.array_equal(a, b)

@@ -1,0 +1,55 @@
+"""Run what the package chooses on accelerator hardware, simulated on this CPU, in a fresh process
+(logical devices must be configured before TensorFlow starts): ``python -m tests.simulate_placement KIND``.
+
+KIND is gpu (one GPU, tensor cores), old_gpu (one GPU without), multi_gpu (two GPUs), tpu, or
+bench3 (bench at three GPUs). The GPUs are logical CPU devices that ``hardware.logical_gpus``
+reports as GPUs; XLA then compiles for the CPU (XLA:CPU) and mixed precision runs in float16 or
+bfloat16 on it. Nothing here chooses a setting: ``hardware.place`` does, and the real training
+loop (or bench) runs with what it chose. Prints one JSON line."""
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import tensorflow as tf
+
+DEVICES = {"gpu": 1, "old_gpu": 1, "multi_gpu": 2, "tpu": 1, "bench3": 3}
+
+
+def main(kind: str) -> None:
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES[kind])
+
+    from cifar100_helpers import bench, config, data, hardware, models, training
+    from cifar100_helpers.generated_data import write_archive
+    from cifar100_helpers.layout import RunDir
+
+    fake_gpus = tf.config.list_logical_devices("CPU")
+    hardware.logical_gpus = lambda: [] if kind == "tpu" else fake_gpus
+    hardware.gpu_capability = lambda: (6, 1) if kind in ("old_gpu", "bench3") else (8, 0)
+    if kind == "tpu":  # no TPUStrategy on a CPU: the default strategy with what place() picks for a TPU
+        hardware.pick_strategy = lambda: (tf.distribute.get_strategy(), "tpu")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = write_archive(Path(tmp) / "c100.tar.gz", train_per_class=30 if kind == "bench3" else 8)
+        ds = data.load(archive, verify=False)
+        if kind == "bench3":
+            result = bench.run(["scratch"], ds, steps=1, warmup=1)
+            print(json.dumps(result["recipes"][0]))
+            return
+        cfg = config.make_config("smoke", epochs=2, batch_size=16, ema=0.9)  # EMA on mirrored variables too
+        strategy, placement = hardware.place(cfg)
+        run = RunDir(Path(tmp) / "run").create()
+        with strategy.scope():
+            model = models.build(cfg, ds.train.x)
+        history = training.train(model, ds, cfg, run, False, strategy, placement)
+        record = json.loads(run.manifest.read_text())["training"]
+        first_dense = next(w for w in model.weights if "kernel" in w.path and "probabilities" not in w.path)
+        print(json.dumps({**record, "epochs": [r["epoch"] for r in history], "loss": history[-1]["loss"],
+                          "variable_dtype": first_dense.dtype,
+                          "compute_dtype": model.layers[-2].compute_dtype}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
