@@ -7,6 +7,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import RunError
+
 
 @dataclass(frozen=True)
 class RunDir:
@@ -50,8 +52,21 @@ class RunDir:
         return self.root / "metrics.json"
 
     @property
+    def progress(self) -> Path:
+        return self.root / "progress.log"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tensorboard"
+
+    @property
     def report(self) -> Path:
         return self.root / "report.html"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one process running the run; see pipeline.locked."""
+        return self.root / "run.lock"
 
     @property
     def generated_data(self) -> Path:
@@ -66,6 +81,15 @@ class RunDir:
 
     def notebook(self, name: str) -> Path:
         return self.root / name
+
+    def require(self, path: Path, producer: str) -> Path:
+        """``path``, which notebook ``producer`` writes; if it is missing, one line saying to run that first."""
+        if not Path(path).exists():
+            raise RunError(
+                f"{Path(path).name} is not in {self.root}: run {producer} first, with the same run_dir and recipe "
+                "(in Colab: with Google Drive mounted there too, or run everything with 00_colab.ipynb)."
+            )
+        return Path(path)
 
     def create(self) -> RunDir:
         for folder in (self.root, self.figures, self.checkpoint.parent):

@@ -21,6 +21,7 @@ from .data import Cifar100
 from .errors import ConfigError, TrainingDiverged
 from .hardware import Placement, scale
 from .layout import RunDir, write_atomic
+from .progress import EpochProgress
 
 HISTORY_FIELDS = (
     "epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5",
@@ -149,14 +150,15 @@ class EpochRecorder(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         seconds = time.perf_counter() - self.started
-        rows = {r["epoch"]: r for r in read_history(self.path)}
-        rows[epoch + 1] = {
-            **(logs or {}),
-            "epoch": epoch + 1,
+        measured = {
             "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
             "seconds": round(seconds, 2),
             "images_per_second": round(self.images_per_epoch / seconds, 1),
         }
+        if logs is not None:
+            logs.update(measured)  # the callbacks after this one (TensorBoard) log them too
+        rows = {r["epoch"]: r for r in read_history(self.path)}
+        rows[epoch + 1] = {**(logs or {}), **measured, "epoch": epoch + 1}
         write_atomic(self.path, history_text(list(rows.values())))
 
 
@@ -305,6 +307,8 @@ def train(
         state,
         diverged,
         EpochRecorder(run.history, steps * batch),
+        keras.callbacks.TensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s, the graph
+        EpochProgress(run.progress, cfg.epochs, steps * batch, echo=not interactive),
         EpochCheckpoint(run.checkpoint),
         backup,  # last: an epoch counts as finished only once its history row is written
     ]
@@ -326,7 +330,7 @@ def train(
         validation_data=data.eval_dataset(ds.val, 500) if len(ds.val) else None,
         callbacks=callbacks,
         shuffle=False,  # tf.data already shuffles, with a seed
-        verbose=1 if interactive else 2,
+        verbose=1 if interactive else 0,  # a progress bar interactively; else EpochProgress's one line an epoch
     )
     if diverged.where:
         raise TrainingDiverged(

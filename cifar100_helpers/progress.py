@@ -1,0 +1,93 @@
+"""Live progress of a run: one line per finished epoch (and a line when a long step starts),
+appended to the run's ``progress.log`` by the notebook kernel and followed by the pipeline, so a
+user of ``run`` sees them as they happen, on a terminal or in a log file alike."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from pathlib import Path
+
+import keras
+
+
+def duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def append(path: Path, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(f"[{time.strftime('%H:%M:%S')}] {line}\n")
+
+
+def note(path: Path, text: str) -> None:
+    """A line saying that a long step starts (evaluation, TTA, Grad-CAM ...); also printed."""
+    append(path, text)
+    print(text, flush=True)
+
+
+def epoch_line(epoch: int, epochs: int, logs: dict, seconds: float, images_per_second: float, eta: float) -> str:
+    val = f", val_accuracy {logs['val_accuracy']:.4f}" if "val_accuracy" in logs else ""
+    return (
+        f"epoch {epoch}/{epochs}: loss {logs.get('loss', float('nan')):.4f}, accuracy "
+        f"{logs.get('accuracy', float('nan')):.4f}{val}, {seconds:.1f} s, {images_per_second:,.0f} images/s, "
+        f"ETA {duration(eta)} for the remaining {epochs - epoch} epoch(s)"
+    )
+
+
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch to ``path`` (and to the notebook's output when ``echo``): epoch k/N,
+    loss, accuracy, validation accuracy, seconds, images/second and the ETA of the remaining epochs
+    (their mean time in this attempt)."""
+
+    def __init__(self, path: Path, epochs: int, images_per_epoch: int, echo: bool):
+        super().__init__()
+        self.path, self.epochs, self.images, self.echo = Path(path), epochs, images_per_epoch, echo
+        self.times: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        self.times.append(seconds)
+        eta = sum(self.times) / len(self.times) * (self.epochs - epoch - 1)
+        line = epoch_line(epoch + 1, self.epochs, logs or {}, seconds, self.images / seconds, eta)
+        append(self.path, line)
+        if self.echo:
+            print(line, flush=True)
+
+
+@contextlib.contextmanager
+def following(path: Path, out=None, interval: float = 0.5):
+    """Print the lines appended to ``path`` while the block runs (the pipeline follows its kernel)."""
+    path, out = Path(path), out or sys.stdout
+    start = path.stat().st_size if path.exists() else 0
+    stop = threading.Event()
+
+    def follow():
+        position = start
+        while True:
+            ended = stop.wait(interval)
+            if path.exists():
+                with open(path) as f:
+                    f.seek(position)
+                    text = f.read()
+                    position = f.tell()
+                if text:
+                    out.write(text)
+                    out.flush()
+            if ended:
+                return
+
+    thread = threading.Thread(target=follow, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
