@@ -18,7 +18,7 @@ import tensorflow as tf
 from . import data, manifest
 from .config import EPOCH_BUDGET, RunConfig
 from .data import Cifar100
-from .errors import ConfigError, TrainingDiverged
+from .errors import ConfigError, RunError, TrainingDiverged
 from .hardware import Placement, scale
 from .layout import RunDir, write_atomic
 from .progress import EpochProgress
@@ -250,13 +250,23 @@ class Backup(keras.callbacks.Callback):
         """Load the last finished epoch's state into ``model`` (compiled); the epochs finished."""
         if not self.state.exists():
             return 0
-        saved = json.loads(self.state.read_text())
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(self.folder / saved["weights"])
-        if self.ema is not None:
-            with np.load(self.folder / saved["ema"]) as ema:
-                self.ema.load_state(ema)
-        return saved["epoch"]
+        path = self.state
+        try:
+            saved = json.loads(self.state.read_text())
+            model.optimizer.build(model.trainable_variables)
+            path = self.folder / saved["weights"]
+            model.load_weights(path)
+            if self.ema is not None:
+                path = self.folder / saved["ema"]
+                with np.load(path) as ema:
+                    self.ema.load_state(ema)
+            return int(saved["epoch"])
+        except Exception as exc:  # truncated HDF5, garbage JSON, a missing file: the way forward is the same
+            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
+            raise RunError(
+                f"The resume state {path} is damaged ({reason}). Delete {self.folder.parent} and history.csv to "
+                "train this run again from epoch 1 (then --resume it), or start a fresh run with --output NAME."
+            ) from None
 
     def on_epoch_end(self, epoch, logs=None):
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -301,6 +311,13 @@ def train(
         ema = WeightEMA(model, cfg.ema) if cfg.ema else None
         backup = Backup(run.backup, ema)
         finished = backup.restore(model)
+    recorded = len(read_history(run.history))
+    if recorded > finished + 1:  # one more is a kill between the history row and the backup: retrained
+        raise RunError(
+            f"history.csv records {recorded} epoch(s) but the resume state ({backup.state}) only {finished}: "
+            f"it was deleted or replaced. Start a fresh run with --output NAME (or delete history.csv to retrain "
+            "this one from the resume state)."
+        )
     state, diverged = EpochState(cfg), StopOnNonFiniteLoss()
     callbacks = [
         *([ema] if ema else []),  # first: validation sees the average

@@ -1,8 +1,12 @@
+import dataclasses
+import shutil
+
 import keras
 import numpy as np
 import pytest
 
 from cifar100_helpers import config, data, evaluation, hardware, models, training
+from cifar100_helpers.errors import RunError
 from cifar100_helpers.layout import RunDir
 
 
@@ -125,3 +129,22 @@ def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(archive, tm
     expected = keras.models.load_model(straight.model).get_weights()
     for a, b in zip(keras.models.load_model(crashed.model).get_weights(), expected, strict=True):
         assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda backup: (backup / "epoch-002.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\ntruncated"), "epoch-002"),
+        (lambda backup: (backup / "state.json").write_text("{not json"), "state.json"),
+        (lambda backup: shutil.rmtree(backup), "history.csv records 2 epoch"),
+    ],
+)
+def test_damaged_resume_state_names_the_file_and_the_way_forward(archive, tmp_path, damage, message):
+    cfg = config.make_config("smoke", epochs=3)
+    ds = data.load(archive, verify=False)
+    run = RunDir(tmp_path / "run").create()
+    training.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=2), run, interactive=False)
+    damage(run.backup)
+    with pytest.raises(RunError, match=message) as err:
+        training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    assert "fresh run" in str(err.value) and "\n" not in str(err.value)

@@ -1,0 +1,40 @@
+"""The notebook kernel the pipeline starts (``python -m cifar100_helpers.kernel -f CONNECTION_FILE``):
+ipykernel, made to die with the process that started it, so that a ``run`` killed in any way (Ctrl-C,
+SIGTERM from ``timeout`` or a scheduler, even SIGKILL) never leaves a kernel behind holding memory,
+a GPU or a cluster port. On Linux the kernel asks for SIGKILL when its parent dies (prctl
+PR_SET_PDEATHSIG); elsewhere the pipeline's own shutdown of the kernel is all there is."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def terminate_as_interrupt() -> None:
+    """SIGTERM ends a command the way Ctrl-C does (its clean-up runs, the kernel is shut down),
+    instead of ending the process on the spot."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+if __name__ == "__main__":
+    die_with_parent()
+    from ipykernel import kernelapp
+
+    kernelapp.launch_new_instance()
