@@ -54,13 +54,20 @@ def confusion(true: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
 
 
 def per_class_accuracy(true: np.ndarray, pred: np.ndarray, n: int) -> np.ndarray:
+    """Accuracy of each class; NaN for a class without test images (a subset, or one's own data)."""
     matrix = confusion(true, pred, n)
-    return np.diag(matrix) / np.maximum(matrix.sum(axis=1), 1)
+    counts = matrix.sum(axis=1)
+    return np.where(counts > 0, np.diag(matrix) / np.maximum(counts, 1), np.nan)
+
+
+def by_name(values: np.ndarray, names: tuple[str, ...]) -> dict[str, float | None]:
+    return {name: None if np.isnan(v) else round(float(v), 4) for name, v in zip(names, values, strict=True)}
 
 
 def ranked_classes(accuracy: np.ndarray, names: tuple[str, ...], k: int = 10) -> dict[str, list]:
-    """The ``k`` best and worst classes as [name, accuracy] pairs (ties broken by class index)."""
-    order = np.argsort(-accuracy, kind="stable")
+    """The ``k`` best and worst classes that have test images, as [name, accuracy] pairs (ties broken
+    by class index)."""
+    order = [i for i in np.argsort(-accuracy, kind="stable") if not np.isnan(accuracy[i])]
     pairs = [[names[i], round(float(accuracy[i]), 4)] for i in order]
     return {"best": pairs[:k], "worst": pairs[::-1][:k]}
 
@@ -90,8 +97,9 @@ def summarize(
         "test_images": int(len(labels)),
         "superclass_top1": float(np.mean(ds.fine_to_coarse[pred] == ds.test.coarse)),
         "classes": ranked_classes(fine_acc, ds.fine_names),
-        "class_accuracy": {name: round(float(a), 4) for name, a in zip(ds.fine_names, fine_acc, strict=True)},
-        "superclass_accuracy": {name: round(float(a), 4) for name, a in zip(ds.coarse_names, coarse_acc, strict=True)},
+        "class_accuracy": by_name(fine_acc, ds.fine_names),  # None: no test images of that class
+        "superclass_accuracy": by_name(coarse_acc, ds.coarse_names),
+        "classes_without_test_images": [ds.fine_names[i] for i in np.flatnonzero(np.isnan(fine_acc))],
         "confused_pairs": confused_pairs(confusion(labels, pred, len(ds.fine_names)), ds.fine_names),
     }
     views = {"": probs} | ({"_tta": probs_tta} if probs_tta is not None else {})

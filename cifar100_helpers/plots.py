@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
@@ -10,6 +12,11 @@ from .data import batch_augmenter
 
 
 def image_grid(images: np.ndarray, titles: list[str], cols: int = 8, size: float = 1.3) -> plt.Figure:
+    if not len(images):
+        fig, ax = plt.subplots(figsize=(cols * size, size))
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no test images to show", ha="center", va="center")
+        return fig
     rows = int(np.ceil(len(images) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * size, rows * (size + 0.25)), squeeze=False)
     for ax in axes.flat:
@@ -85,12 +92,15 @@ def show(fig: plt.Figure, path) -> None:
 
 
 def sorted_class_accuracy(class_accuracy: dict[str, float]) -> plt.Figure:
-    """Every class's test accuracy, best to worst."""
-    ranked = sorted(class_accuracy.items(), key=lambda item: -item[1])
+    """Every class's test accuracy, best to worst; classes without test images (None) are named in the title."""
+    ranked = sorted(((n, a) for n, a in class_accuracy.items() if a is not None), key=lambda item: -item[1])
+    absent = [n for n, a in class_accuracy.items() if a is None]
+    title = "accuracy of every class" + (f" (no test images: {', '.join(absent)})" if absent else "")
     fig, ax = plt.subplots(figsize=(16, 4))
     ax.bar(range(len(ranked)), [a for _, a in ranked], color="tab:blue")
     ax.set_xticks(range(len(ranked)), [n for n, _ in ranked], rotation=90, fontsize=6)
-    ax.set(ylabel="test top-1", ylim=(0, 1), xlim=(-1, len(ranked)), title="accuracy of every class")
+    ax.set(ylabel="test top-1", ylim=(0, 1), xlim=(-1, len(ranked)))
+    ax.set_title(textwrap.fill(title, 200), fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -161,8 +171,9 @@ def superclass_comparison(a: dict, b: dict) -> plt.Figure:
     names = list(a["superclass_accuracy"])
     y = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(8, 6))
-    ax.barh(y - 0.2, [a["superclass_accuracy"][n] for n in names], 0.4, label=a["run"])
-    ax.barh(y + 0.2, [b["superclass_accuracy"][n] for n in names], 0.4, label=b["run"])
+    for run, shift in ((a, -0.2), (b, 0.2)):  # None (no test images of that superclass) draws no bar
+        values = [run["superclass_accuracy"].get(n) for n in names]
+        ax.barh(y + shift, [np.nan if v is None else v for v in values], 0.4, label=run["run"])
     ax.set_yticks(y, names, fontsize=7)
     ax.invert_yaxis()
     ax.set(xlabel="superclass accuracy (test)", xlim=(0, 1))
