@@ -13,7 +13,7 @@ def drop_test_classes(test: dict) -> None:
     keep = labels >= 10  # classes 0-9 (apple ... bowl in the real names) have no test images
     for key, value in list(test.items()):
         if key in ("data", "fine_labels", "coarse_labels", "filenames"):
-            test[key] = value[keep] if isinstance(value, np.ndarray) else list(np.asarray(value)[keep])
+            test[key] = value[keep] if isinstance(value, np.ndarray) else np.asarray(value)[keep].tolist()
 
 
 def test_per_class_accuracy_of_an_absent_class_is_unknown_not_zero():
