@@ -1,4 +1,5 @@
-"""Command line: ``python -m cifar100_helpers run|compare|bench``. Mistakes print one line, not a traceback."""
+"""Command line: ``python -m cifar100_helpers run|compare|bench|gpu-check|predict|export|sweep``.
+Mistakes print one line, not a traceback."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ import time
 from pathlib import Path
 
 from .config import RECIPE_NAMES, resolve_recipe
-from .errors import Cifar100Error, ConfigError
+from .errors import Cifar100Error, ConfigError, Interrupted
+from .kernel import end_with_parent_if_asked, terminate_as_interrupt
 
 BENCH_RECIPES = [r for r in RECIPE_NAMES if r not in ("auto", "smoke")]
+IGNORED_BY_RESUME = ("recipe", "output", "data", "no_verify", "epochs", "seed", "weights", "allow_over_budget",
+                     "deterministic", "set")  # fmt: skip
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -42,7 +46,7 @@ def parser() -> argparse.ArgumentParser:
     commands = top.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="execute notebooks 01-04 into a new run directory")
-    run.add_argument("--recipe", default="auto", help=f"one of {', '.join(RECIPE_NAMES)} (default: auto)")
+    run.add_argument("--recipe", help=f"one of {', '.join(RECIPE_NAMES)} (default: auto)")
     run.add_argument("--output", help="new run directory (default: outputs/<recipe>-<date>-<time>)")
     run.add_argument("--resume", metavar="RUN_DIR", type=Path,
                      help="continue an interrupted run in RUN_DIR (its saved config is used)")  # fmt: skip
@@ -50,7 +54,7 @@ def parser() -> argparse.ArgumentParser:
                      help="bit-for-bit repeatable on CPU (seeds and op determinism; slower)")  # fmt: skip
     add_data_options(run)
     run.add_argument("--epochs", type=int, help="epochs to train (the recipe's value by default; at most 10)")
-    run.add_argument("--seed", type=int, default=0)
+    run.add_argument("--seed", type=int, help="random seed (default 0)")
     run.add_argument(
         "--weights", help="pretrained weights: 'imagenet' (default of seed/transfer), a local file, or None"
     )
@@ -73,13 +77,93 @@ def parser() -> argparse.ArgumentParser:
                        help="a GPU's training throughput, to print how many CPU cores each input pipeline needs to "
                        "feed it (default 1700: an estimate for EfficientNetV2-S at 224 px on one A100)")  # fmt: skip
     bench.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
+
+    gpu = commands.add_parser("gpu-check", help="on a GPU machine: bench every recipe and a short real-data "
+                              "transfer run, into one JSON with the hardware")  # fmt: skip
+    add_data_options(gpu)
+    gpu.add_argument("--weights", help="ImageNet weights file for transfer (default: Keras's cache or download)")
+    gpu.add_argument("--epochs", type=positive_int, default=2, help="epochs of the transfer run (default 2)")
+    gpu.add_argument("--output", type=Path, help="JSON file (default: outputs/gpu-check-<date>-<time>.json)")
+    add_model_commands(commands)
+    add_sweep_command(commands)
     return top
+
+
+def add_sweep_command(commands) -> None:
+    """``sweep``: a grid of ordinary runs on Ray (sweep.py)."""
+    sweep = commands.add_parser(
+        "sweep", help="a grid of runs (recipes x --set values x seeds) on Ray, with sweep.json and index.html",
+        description="Run every combination of --recipes, each --set's values and --seeds as an ordinary run "
+        "(python -m cifar100_helpers run, its own process) in the sweep folder, scheduled by Ray: a local Ray by "
+        "default, or a running cluster with --address. Needs Ray: pip install -e .[sweep]",
+    )  # fmt: skip
+    sweep.add_argument("--recipes", nargs="+", metavar="RECIPE", help=f"any of {', '.join(RECIPE_NAMES)}")
+    sweep.add_argument("--seeds", nargs="+", type=int, metavar="N", help="random seeds (default: 0)")
+    sweep.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                       help="a config field and its values, e.g. --set learning_rate=0.1,0.2 (repeatable; commas "
+                       "inside brackets stay in one value: --set widths=[8,16],[16,32])")  # fmt: skip
+    add_data_options(sweep)
+    sweep.add_argument("--epochs", type=positive_int, help="epochs of every run (the recipe's value by default)")
+    sweep.add_argument("--output", type=Path, help="new sweep folder (default: outputs/sweep-<date>-<time>)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", type=Path,
+                       help="continue a sweep: completed runs kept, partial ones resumed, others started")  # fmt: skip
+    sweep.add_argument("--slots", type=positive_int, default=1, help="runs at the same time (default 1)")
+    sweep.add_argument("--address", help="join a running Ray cluster (ray start --head) at HOST:PORT; default: "
+                       "a local Ray of --slots CPUs")  # fmt: skip
+
+
+def top_count(text: str) -> int:
+    value = int(text) if text.isdigit() else 0
+    if not 1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"expects a whole number from 1 to 100, got {text!r}")
+    return value
+
+
+def add_model_commands(commands) -> None:
+    """``predict`` and ``export``: use a finished run's model.keras."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    predict = commands.add_parser(
+        "predict", help="classify your own images with a finished run's model", formatter_class=formatter,
+        description="Classify images with RUN_DIR's model.keras and the run's own test-time augmentation (tta in "
+        "its config.json).\nEach image (JPEG, PNG or anything Pillow reads; any size; RGB, RGBA, grey or palette) "
+        "is turned upright by its\nEXIF orientation, converted to RGB (transparency onto white), cut to its central "
+        "square and resized to\n32x32 by area averaging (Pillow's BOX filter: each pixel the mean of the pixels it "
+        "covers; bicubic for\nimages under 32 pixels). Prints, per image, the top classes with probabilities and "
+        "the superclass of the\ntop class.",
+    )  # fmt: skip
+    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory (has model.keras)")
+    predict.add_argument("images", nargs="+", metavar="IMAGE",
+                         help="image files, or folders of them (not recursive; other files skipped)")  # fmt: skip
+    predict.add_argument("--top", type=top_count, default=5, help="classes listed per image (1-100, default 5)")
+    predict.add_argument("--squash", action="store_true",
+                         help="resize the whole image to 32x32, not its central square (distorts it)")  # fmt: skip
+    predict.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of text")
+
+    export = commands.add_parser(
+        "export", help="write a run's model as a TensorFlow SavedModel, a LiteRT .tflite or an .onnx file",
+        formatter_class=formatter,
+        description="Export RUN_DIR's model.keras with Keras's model.export (tf_saved_model, litert, onnx), then "
+        "reload the\nartifact with its runtime and check that its outputs equal the Keras model's.\n\n"
+        "Input:  float32 images, shape (N, 32, 32, 3), RGB pixel values 0-255 (not rescaled; the model does it).\n"
+        "Output: float32 (N, 100) softmax probabilities in CIFAR-100's fine-label order (apple ... worm).\n"
+        "The run's test-time augmentation is not inside: for flip TTA, average the outputs on x and x[:, :, ::-1]."
+        "\nA model trained with mixed precision is exported in float32.\n\n"
+        "onnx needs tf2onnx and onnx, the checks need onnxruntime and ai-edge-litert: pip install -e .[export]",
+    )  # fmt: skip
+    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory (has model.keras)")
+    export.add_argument("--format", required=True, choices=["savedmodel", "tflite", "onnx"],
+                        help="savedmodel: a folder (tf.saved_model.load(path).serve(x)); tflite: a .tflite file "
+                        "(LiteRT); onnx: an .onnx file (onnxruntime)")  # fmt: skip
+    export.add_argument("--output", type=Path, help="where to write (default: RUN_DIR/export/savedmodel, "
+                        "RUN_DIR/export/model.tflite or RUN_DIR/export/model.onnx); never overwritten")  # fmt: skip
 
 
 def config_from_args(args: argparse.Namespace):
     from .config import from_parameters
 
     overrides = dict(parse_setting(s) for s in args.set)
+    if "recipe" in overrides:
+        raise ConfigError(f"choose the recipe with --recipe {overrides['recipe']}, not --set recipe=...")
     if args.weights:
         overrides["weights"] = None if args.weights == "None" else args.weights
     if args.allow_over_budget:
@@ -87,20 +171,37 @@ def config_from_args(args: argparse.Namespace):
     if args.deterministic:
         overrides["deterministic"] = True
     return from_parameters(
-        args.recipe, data=args.data, verify=False if args.no_verify else None, epochs=args.epochs,
-        seed=args.seed, overrides=overrides,
+        args.recipe or "auto", data=args.data, verify=False if args.no_verify else None, epochs=args.epochs,
+        seed=args.seed or 0, overrides=overrides,
     )  # fmt: skip
+
+
+def given(value) -> bool:
+    """Whether an option was typed: its default is None, False or [] (an explicit 0 counts)."""
+    return value is not None and value is not False and value != []
 
 
 def run_command(args: argparse.Namespace) -> None:
     from . import pipeline
 
     notebooks = {"notebook_dir": args.notebooks} if args.notebooks else {}
-    if args.resume:
-        done = pipeline.resume(args.resume, **notebooks)
-    else:
-        output = Path(args.output or f"outputs/{resolve_recipe(args.recipe)}-{time.strftime('%Y%m%d-%H%M%S')}")
-        done = pipeline.run(config_from_args(args), output, **notebooks)
+    ignored = [f"--{n.replace('_', '-')}" for n in IGNORED_BY_RESUME if given(getattr(args, n))]
+    if args.resume and ignored:
+        raise ConfigError(
+            f"--resume continues a run with its saved config, so {', '.join(ignored)} would be ignored: drop "
+            f"{'it' if len(ignored) == 1 else 'them'}, or start a new run with --output NAME."
+        )
+    recipe = args.recipe or "auto"
+    path = args.resume or Path(args.output or f"outputs/{resolve_recipe(recipe)}-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        if args.resume:
+            done = pipeline.resume(path, **notebooks)
+        else:
+            done = pipeline.run(config_from_args(args), path, **notebooks)
+    except KeyboardInterrupt:
+        if (path / "run.json").exists():
+            raise Interrupted(f"finished notebooks and epochs are kept; continue with --resume {path}") from None
+        raise Interrupted("nothing was written; run the command again") from None
     print(f"Report: {done.report}\nManifest: {done.manifest}")
 
 
@@ -112,6 +213,27 @@ def compare_command(args: argparse.Namespace) -> None:
     print(f"Leaderboard: {report}\nIndex: {args.outputs / 'index.html'}")
 
 
+def sweep_command(args: argparse.Namespace) -> None:
+    from . import sweep
+
+    sweep.require_ray()
+    grid = ("recipes", "seeds", "set", "data", "no_verify", "epochs", "output")
+    ignored = [f"--{n.replace('_', '-')}" for n in grid if given(getattr(args, n))]
+    if args.resume and ignored:
+        raise ConfigError(f"sweep --resume continues a sweep with its saved grid, so {', '.join(ignored)} would be "
+                          "ignored: drop them, or start a new sweep with --output NAME.")  # fmt: skip
+    if args.resume:
+        done = sweep.resume(args.resume, args.slots, args.address)
+    elif not args.recipes:
+        raise ConfigError("sweep needs --recipes (e.g. --recipes cpu scratch), or --resume SWEEP_DIR.")
+    else:
+        output = args.output or Path(f"outputs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+        settings = [sweep.split_values(s) for s in args.set]
+        done = sweep.start(output, args.recipes, settings, args.seeds or [0], args.data, args.no_verify, args.epochs,
+                           args.slots, args.address)  # fmt: skip
+    print(sweep.summary(done))
+
+
 def bench_command(args: argparse.Namespace) -> None:
     from . import bench
 
@@ -121,14 +243,48 @@ def bench_command(args: argparse.Namespace) -> None:
     print(f"Saved {args.output}")
 
 
+def gpu_check_command(args: argparse.Namespace) -> None:
+    from . import gpu_check
+
+    output = args.output or Path(f"outputs/gpu-check-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    data_args = [*(["--data", args.data] if args.data else []), *(["--no-verify"] if args.no_verify else [])]
+    result = gpu_check.run(output, data_args, ["--weights", args.weights] if args.weights else [], epochs=args.epochs)
+    failed = [s["command"] for s in (result["bench_step"], result["run_step"]) if s["exit_code"]]
+    print(f"Saved {output}" + (f"; failed: {', '.join(failed)} (logs beside it)" if failed else ""))
+
+
+def predict_command(args: argparse.Namespace) -> None:
+    from . import predict
+
+    crop = not args.squash
+    predictions, notes, tta = predict.predict_files(args.run_dir, args.images, top=args.top, crop=crop)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        print(predict.as_json(predictions, args.run_dir, tta, notes, crop=crop))
+    else:
+        print(predict.report(predictions, args.run_dir, tta, crop=crop))
+
+
+def export_command(args: argparse.Namespace) -> None:
+    from . import export
+
+    print(export.export(args.run_dir, args.format, args.output).summary())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    terminate_as_interrupt()
+    end_with_parent_if_asked()
     try:
-        {"run": run_command, "compare": compare_command, "bench": bench_command}[args.command](args)
+        commands = {"run": run_command, "compare": compare_command, "bench": bench_command}
+        commands["gpu-check"] = gpu_check_command
+        commands |= {"predict": predict_command, "export": export_command, "sweep": sweep_command}
+        commands[args.command](args)
     except Cifar100Error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("interrupted: finished epochs are kept; continue with --resume RUN_DIR.", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # Interrupted (run) says how to continue; bench and compare just stop
+        print(f"interrupted: {exc}." if isinstance(exc, Interrupted) else "interrupted.", file=sys.stderr)
         return 130
     return 0

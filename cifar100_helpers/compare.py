@@ -3,23 +3,53 @@
 
 from __future__ import annotations
 
+import csv
 import html
 import json
+import statistics
+import sys
 from pathlib import Path
 
+from .errors import RunError
 from .layout import write_atomic
 from .training import read_history
 
+SEED_FIELDS = ("seed", "data", "verify")  # config fields that give another sample of a setting, not another setting
+
+
+def read_json(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path} ({type(exc).__name__}: {exc})") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path} (a JSON {type(value).__name__}, not an object)")
+    return value
+
 
 def run_row(run: Path) -> dict:
-    """One run's headline facts; runs over budget or on generated data are not ranked."""
-    metrics = json.loads((run / "metrics.json").read_text())
-    manifest = json.loads((run / "run.json").read_text()) if (run / "run.json").exists() else {}
+    """One completed run's headline facts; runs over budget or on generated data are not ranked. A damaged
+    file raises RunError naming it."""
+    metrics, manifest = read_json(run / "metrics.json"), read_json(run / "run.json")
+    try:
+        seconds = sum(r["seconds"] for r in read_history(run / "history.csv"))
+    except (OSError, ValueError, KeyError, TypeError, csv.Error) as exc:
+        raise RunError(f"{run / 'history.csv'} ({type(exc).__name__}: {exc})") from None
+    try:
+        return headline(run, metrics, manifest, seconds)
+    except KeyError as exc:
+        raise RunError(f"{run / 'metrics.json'} (no {exc} entry)") from None
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise RunError(f"{run / 'metrics.json'} or {run / 'run.json'} ({type(exc).__name__}: {exc})") from None
+
+
+def headline(run: Path, metrics: dict, manifest: dict, seconds: float) -> dict:
     cfg = manifest.get("config", {})
     hardware = manifest.get("hardware", {})
     attempts = manifest.get("attempts") or [{}]
     best = "top1_tta" if "top1_tta" in metrics else "top1"
-    return {
+    best5 = "top5_tta" if best == "top1_tta" and "top5_tta" in metrics else "top5"
+    row = {
         "run": run.name,
         "recipe": metrics["recipe"],
         "backbone": cfg.get("backbone") or cfg.get("model", ""),
@@ -31,8 +61,12 @@ def run_row(run: Path) -> dict:
         "best_top1_ci95": metrics.get(f"{best}_ci95"),
         "top5": metrics["top5"],
         "top5_ci95": metrics.get("top5_ci95"),
+        "best_top5": metrics[best5],
         "tta": metrics.get("tta", "none"),
-        "training_minutes": round(sum(r["seconds"] for r in read_history(run / "history.csv")) / 60, 1),
+        "training_minutes": round(seconds / 60, 1),
+        "training_seconds": seconds,
+        "seed": cfg.get("seed"),
+        "setting": {k: v for k, v in cfg.items() if k not in SEED_FIELDS},  # what makes it another setting
         "hardware": ", ".join(hardware.get("gpus") or []) or hardware.get("cpu", "?"),
         "date": (attempts[0].get("started") or "")[:10],
         "over_budget": metrics["over_budget"],
@@ -41,12 +75,34 @@ def run_row(run: Path) -> dict:
         "superclass_accuracy": metrics.get("superclass_accuracy", {}),
         "report": f"{run.name}/report.html",
     }
+    numbers = [row[k] for k in ("epochs", "top1", "best_top1", "top5", "best_top5")]
+    numbers += [v for k in ("top1_ci95", "best_top1_ci95", "top5_ci95") for v in row[k] or (0, 0)]
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
+        raise TypeError("epochs, top1, top5 and their intervals must be numbers")
+    return row
+
+
+def scan(outputs: Path) -> tuple[list[dict], list[str]]:
+    """The rows of every run under ``outputs`` whose run.json says completed, best first (ranked runs
+    before unranked ones), and one line per run skipped because a file of it is damaged. Runs still
+    running, failed or interrupted are left out silently."""
+    rows, skipped = [], []
+    for manifest in sorted(Path(outputs).glob("*/run.json")):
+        try:
+            if read_json(manifest).get("status") == "completed":
+                rows.append(run_row(manifest.parent))
+        except RunError as exc:
+            skipped.append(str(exc))
+    return sorted(rows, key=lambda r: (not r["ranked"], -r["best_top1"])), skipped
 
 
 def collect(outputs: Path) -> list[dict]:
-    """Every completed run under ``outputs``, best first (ranked runs before unranked ones)."""
-    rows = [run_row(m.parent) for m in sorted(Path(outputs).glob("*/metrics.json"))]
-    return sorted(rows, key=lambda r: (not r["ranked"], -r["best_top1"]))
+    """:func:`scan`'s rows; each damaged run is named on stderr (repair the file, or move the run away)."""
+    rows, skipped = scan(outputs)
+    for line in skipped:
+        print(f"warning: skipped a damaged run: {line}; repair the file or move the run out of {outputs}.",
+              file=sys.stderr)  # fmt: skip
+    return rows
 
 
 def leaderboard(rows: list[dict], include_unranked: bool = False) -> str:
@@ -71,6 +127,99 @@ def leaderboard(rows: list[dict], include_unranked: bool = False) -> str:
     return "\n".join(lines)
 
 
+STATISTICS = ("top1", "best_top1", "top5", "best_top5", "training_minutes")
+
+
+def group_runs(rows: list[dict]) -> list[dict]:
+    """Runs that differ only by seed (the same config apart from ``seed``, ``data`` and ``verify``) as one
+    group each, a single run as a group of one: n, the runs and seeds, and per statistic (top-1 and top-5,
+    plain and with TTA, training minutes) the mean and the sample standard deviation (None for one run).
+    Best first, ranked groups before unranked ones, as :func:`scan` orders runs."""
+    members: dict[str, list[dict]] = {}
+    for r in rows:
+        key = [r["recipe"], r["epochs"], r["over_budget"], r["generated_data"], r.get("setting", {})]
+        members.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(r)
+    groups = []
+    for unordered in members.values():
+        runs = sorted(unordered, key=lambda r: (r.get("seed") is None, r.get("seed") or 0, r["run"]))
+        values = {
+            s: [r["training_seconds"] / 60 if s == "training_minutes" else r[s] for r in runs] for s in STATISTICS
+        }
+        first = runs[0]
+        groups.append({
+            "group": first["recipe"], "recipe": first["recipe"], "setting": first.get("setting", {}), "n": len(runs),
+            "runs": [r["run"] for r in runs], "seeds": [r.get("seed") for r in runs], "tta": first["tta"],
+            "ranked": first["ranked"], "over_budget": first["over_budget"], "generated_data": first["generated_data"],
+            "best_top1_ci95": first["best_top1_ci95"] if len(runs) == 1 else None,
+            **{s: {"mean": statistics.fmean(v), "std": statistics.stdev(v) if len(v) > 1 else None}
+               for s, v in values.items()},
+        })  # fmt: skip
+    name_groups(groups)
+    return sorted(groups, key=lambda g: (not g["ranked"], -g["best_top1"]["mean"]))
+
+
+def name_groups(groups: list[dict]) -> None:
+    """Each group's name: its recipe and the config fields in which it differs from the recipe's other groups,
+    e.g. ``cpu learning_rate=0.1``."""
+    for recipe in {g["recipe"] for g in groups}:
+        same = [g for g in groups if g["recipe"] == recipe]
+        fields = sorted({k for g in same for k in g["setting"]})
+        differing = [k for k in fields if len({json.dumps(g["setting"].get(k), default=str) for g in same}) > 1]
+        for g in same:
+            shown = (json.dumps(g["setting"].get(k), default=str).strip('"').replace(", ", ",") for k in differing)
+            g["group"] = " ".join([recipe, *(f"{k}={v}" for k, v in zip(differing, shown, strict=True))])
+
+
+def interval(group: dict) -> tuple[float, float]:
+    """The spread of a group's best top-1: mean ± one standard deviation; for a single run its 95% interval
+    over the test images (the value alone if the run has none)."""
+    best = group["best_top1"]
+    if best["std"] is not None:
+        return best["mean"] - best["std"], best["mean"] + best["std"]
+    return tuple(group["best_top1_ci95"] or (best["mean"], best["mean"]))
+
+
+def spread_notes(groups: list[dict]) -> list[str]:
+    """One line for each pair of groups (both ranked, or both not) whose best top-1 intervals overlap:
+    their difference says nothing about which setting is better."""
+    notes = []
+    for i, a in enumerate(groups):
+        for b in groups[i + 1 :]:
+            (a_low, a_high), (b_low, b_high) = interval(a), interval(b)
+            if a["ranked"] == b["ranked"] and a_low <= b_high and b_low <= a_high:
+                spread = "run-to-run spread" if max(a["n"], b["n"]) > 1 else "95% intervals of the two runs"
+                notes.append(f"{a['group']} vs {b['group']}: the difference is within the {spread}")
+    return notes
+
+
+def mean_std(stat: dict, percent: bool = True) -> str:
+    """``64.10% ± 0.35`` (the spread in percentage points), or the value alone for a single run."""
+    if percent:
+        return f"{stat['mean']:.2%}" + ("" if stat["std"] is None else f" ± {stat['std'] * 100:.2f}")
+    return f"{stat['mean']:.1f}" + ("" if stat["std"] is None else f" ± {stat['std']:.1f}")
+
+
+def group_leaderboard(groups: list[dict], include_unranked: bool = False) -> str:
+    """A markdown table of the groups (mean ± standard deviation over seeds, n), then one line for each pair
+    whose difference is within the run-to-run spread. Unranked groups are marked and left out by default."""
+    lines = [
+        "| rank | setting | n | seeds | top-1 | best with TTA | top-5 | top-5 with TTA | training min | runs |",
+        "| ---: | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    shown = [g for g in groups if g["ranked"] or include_unranked]
+    rank = 0
+    for g in shown:
+        rank += g["ranked"]
+        flags = " ⚠ over budget" * g["over_budget"] + " ⚠ generated data" * g["generated_data"]
+        cells = [mean_std(g[s]) for s in ("top1", "best_top1", "top5", "best_top5")]
+        lines.append(
+            f"| {rank if g['ranked'] else '-'} | {g['group']}{flags} | {g['n']} | {', '.join(map(str, g['seeds']))} "
+            f"| {' | '.join(cells)} | {mean_std(g['training_minutes'], percent=False)} | {', '.join(g['runs'])} |"
+        )
+    notes = spread_notes(shown)
+    return "\n".join(lines + ([""] if notes else []) + [f"- {n}" for n in notes])
+
+
 def default_pair(rows: list[dict]) -> tuple[dict, dict] | None:
     """``seed`` against the best ranked run (or the two best ranked runs when there is no seed run)."""
     ranked = [r for r in rows if r["ranked"] and r["superclass_accuracy"]]
@@ -81,8 +230,29 @@ def default_pair(rows: list[dict]) -> tuple[dict, dict] | None:
     return (ranked[1], ranked[0]) if len(ranked) >= 2 else None
 
 
+def groups_section(groups: list[dict]) -> str:
+    """The index's table of settings repeated over seeds (mean ± standard deviation, n) and its notes; empty
+    when no setting ran more than once."""
+    if all(g["n"] == 1 for g in groups):
+        return ""
+    items = "\n".join(
+        f"<tr><td>{html.escape(g['group'])}</td><td>{g['n']}</td><td>{mean_std(g['top1'])}</td>"
+        f"<td>{mean_std(g['best_top1'])}</td><td>{mean_std(g['top5'])}</td><td>{mean_std(g['best_top5'])}</td>"
+        f"<td>{mean_std(g['training_minutes'], percent=False)}</td><td>{'' if g['ranked'] else 'not ranked'}</td></tr>"
+        for g in groups
+    )
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in spread_notes(groups))
+    return f"""
+<h2>Across seeds: mean ± standard deviation (percentage points)</h2><div><table>
+<tr><th>setting</th><th>n</th><th>top-1</th><th>with TTA</th><th>top-5</th><th>top-5 with TTA</th>
+<th>training min</th><th></th></tr>
+{items}
+</table></div>{f"<ul>{notes}</ul>" if notes else ""}"""
+
+
 def write_index(outputs: Path, rows: list[dict]) -> Path:
-    """``outputs/index.html``: every run with its headline numbers and a link to its report."""
+    """``outputs/index.html``: every run with its headline numbers and a link to its report, then, where a
+    setting ran with several seeds, each setting's mean ± standard deviation."""
     items = "\n".join(
         f"<tr><td><a href='{html.escape(r['report'])}'>{html.escape(r['run'])}</a></td><td>{r['recipe']}</td>"
         f"<td>{r['epochs']}</td><td>{r['top1']:.2%}</td><td>{r['best_top1']:.2%}</td><td>{r['training_minutes']}</td>"
@@ -98,7 +268,7 @@ td,th{{border-bottom:1px solid #ddd;padding:.3em;text-align:left}}div{{overflow-
 <tr><th>run</th><th>recipe</th><th>epochs</th><th>top-1</th><th>with TTA</th><th>training min</th>
 <th>hardware</th><th></th></tr>
 {items}
-</table></div></body></html>
+</table></div>{groups_section(group_runs(rows))}</body></html>
 """
     path = Path(outputs) / "index.html"
     write_atomic(path, page)

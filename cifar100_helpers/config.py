@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import typing
 from dataclasses import dataclass
 
 from .errors import BudgetError, ConfigError
@@ -174,7 +176,7 @@ def make_config(recipe: str = "auto", **overrides) -> RunConfig:
         raise ConfigError(
             f"Unknown parameter(s) {', '.join(unknown)}{suggestions}. Valid: {', '.join(sorted(FIELDS))}."
         )
-    if "widths" in overrides:
+    if isinstance(overrides.get("widths"), list):
         overrides["widths"] = tuple(overrides["widths"])
     cfg = dataclasses.replace(RECIPES[name], **overrides)
     validate(cfg)
@@ -187,33 +189,84 @@ def from_parameters(recipe: str, data=None, verify=None, epochs=None, seed=0, ov
     return make_config(recipe, seed=seed, **{k: v for k, v in given.items() if v is not None}, **(overrides or {}))
 
 
-def validate(cfg: RunConfig) -> None:
-    def positive_int(value, what: str) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigError(f"{what} must be a positive integer, got {value!r}.")
+RANGES = {  # the interval each number (each element of a list) must lie in; "epochs" stands for cfg.epochs
+    "epochs": "[1, inf)", "batch_size": "[1, inf)", "max_global_batch": "[1, inf)", "learning_rate": "(0, inf)",
+    "momentum": "[0, 1)", "weight_decay": "[0, inf)", "warmup_epochs": "[0, epochs]", "label_smoothing": "[0, 1)",
+    "crop_pad": "[0, inf)", "crop_scale": "[0, 1)", "randaugment": "[0, 1]", "mixup": "[0, inf)",
+    "cutmix": "[0, inf)", "ema": "[0, 1)", "widths": "[1, inf)", "bn_momentum": "[0, 1)", "image_size": "[16, inf)",
+    "start_size": "[0, inf)", "dropout": "[0, 1)", "head_filters": "[0, inf)", "head_units": "[0, inf)",
+    "val_fraction": "[0, 0.5)", "seed": "[0, 2147483648)",
+}  # fmt: skip
+CHOICES = {
+    "recipe": tuple(RECIPES), "model": ("airbench", "seed", "transfer"),  # models.BUILDERS
+    "optimizer": ("sgd", "adamw", "rmsprop"), "schedule": ("cosine", "constant"), "tta": TTA_MODES,
+}  # fmt: skip
+KINDS = {bool: "True or False", int: "a whole number", float: "a finite number", str: "a string"}
+FLAGS = {"epochs": "--epochs N", "seed": "--seed N", "data": "--data PATH", "weights": "--weights PATH"}
 
-    positive_int(cfg.epochs, "epochs (--epochs)")
+
+def conforms(value, hint) -> bool:
+    """Whether ``value`` has the type a RunConfig field declares (bools are not numbers, floats are finite)."""
+    if typing.get_origin(hint) is tuple:
+        return isinstance(value, tuple) and all(conforms(v, typing.get_args(hint)[0]) for v in value)
+    if typing.get_args(hint):  # X | None
+        return any(conforms(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, int | float) and math.isfinite(value)
+    return isinstance(value, hint)
+
+
+def in_interval(value: float, interval: str) -> bool:
+    low, high = (float(v) for v in interval[1:-1].split(", "))
+    above = value >= low if interval[0] == "[" else value > low
+    return above and (value <= high if interval[-1] == "]" else value < high)
+
+
+def describe_type(hint) -> str:
+    if typing.get_origin(hint) is tuple:
+        return "a list of whole numbers, e.g. [64,128,256]"
+    return " or ".join("None" if h is type(None) else KINDS[h] for h in typing.get_args(hint) or (hint,))
+
+
+def check_fields(cfg: RunConfig) -> None:
+    """Every field has its declared type, lies in its range (RANGES) and, for names, in its set (CHOICES)."""
+    for name, hint in typing.get_type_hints(RunConfig).items():
+        value, fix = getattr(cfg, name), FLAGS.get(name, f"--set {name}=...")
+        if not conforms(value, hint):
+            raise ConfigError(f"{name} must be {describe_type(hint)}, got {value!r} ({fix}).")
+        if name in CHOICES and value not in CHOICES[name]:
+            raise ConfigError(f"{name} must be one of {', '.join(CHOICES[name])}, got {value!r} ({fix}).")
+        interval = RANGES.get(name, "").replace("epochs", str(cfg.epochs))
+        for number in (value if isinstance(value, tuple) else (value,)) if interval else ():
+            if not in_interval(number, interval):
+                what = f"each of {name}" if isinstance(value, tuple) else name
+                raise ConfigError(f"{what} must lie in {interval}, got {value!r} ({fix}).")
+
+
+def validate(cfg: RunConfig) -> None:
+    """Refuse, in one line naming the field and the fix, any config a run would fail on later."""
+    check_fields(cfg)
     if cfg.over_budget and not cfg.allow_over_budget:
         raise BudgetError(
             f"epochs={cfg.epochs} breaks the study's {EPOCH_BUDGET}-epoch budget. Use --epochs {EPOCH_BUDGET} "
             "or fewer, or pass --allow-over-budget (the report will flag the run)."
         )
-    positive_int(cfg.batch_size, "batch size (--set batch_size=...)")
-    positive_int(cfg.max_global_batch, "maximum global batch (--set max_global_batch=...)")
-    if not 0 <= cfg.ema < 1:
-        raise ConfigError(f"ema must be in [0, 1), got {cfg.ema!r} (--set ema=0.99; 0 turns it off).")
-    if not 0 <= cfg.val_fraction < 0.5:
+    if cfg.model == "airbench" and not cfg.widths:
+        raise ConfigError("widths must list at least one width for the airbench model (--set widths=[64,128,256]).")
+    if cfg.model == "airbench" and cfg.weights is not None:
         raise ConfigError(
-            f"validation fraction must be in [0, 0.5), got {cfg.val_fraction!r} (--set val_fraction=...)."
+            f"recipe {cfg.recipe} (the airbench model) has no pretrained weights: drop --weights "
+            f"(got {cfg.weights!r}); pretrained weights are for the seed and transfer recipes."
         )
-    if cfg.optimizer not in ("sgd", "adamw", "rmsprop"):
-        raise ConfigError(f"optimizer must be 'sgd', 'adamw' or 'rmsprop', got {cfg.optimizer!r}.")
-    if cfg.tta not in TTA_MODES:
-        raise ConfigError(f"tta must be one of {', '.join(TTA_MODES)}, got {cfg.tta!r}.")
-    if cfg.schedule not in ("cosine", "constant"):
-        raise ConfigError(f"schedule must be 'cosine' or 'constant', got {cfg.schedule!r}.")
-    if cfg.learning_rate <= 0:
-        raise ConfigError(f"learning rate must be positive, got {cfg.learning_rate!r} (--set learning_rate=...).")
+    if cfg.generated and cfg.data is not None:
+        raise ConfigError(
+            f"recipe {cfg.recipe} trains on generated data, so --data {cfg.data} would be ignored: "
+            "drop --data, or choose a recipe that reads CIFAR-100 (--recipe cpu)."
+        )
     if cfg.model in ("transfer", "seed"):
         if cfg.model == "transfer" and cfg.backbone not in BACKBONE_NAMES:
             raise ConfigError(f"Unknown backbone '{cfg.backbone}'. Valid: {', '.join(BACKBONE_NAMES)}.")
@@ -222,9 +275,7 @@ def validate(cfg: RunConfig) -> None:
                 f"image size {cfg.image_size} is too small for {cfg.backbone or 'EfficientNetV2L'}: "
                 "use at least 32 (--set image_size=224)."
             )
-    elif cfg.image_size < 16:
-        raise ConfigError(f"image size {cfg.image_size} is too small: use at least 16 (--set image_size=32).")
-    if not 0 <= cfg.crop_scale < 1:
-        raise ConfigError(f"crop_scale must be in [0, 1), got {cfg.crop_scale!r} (--set crop_scale=0.35).")
+        if cfg.model == "seed" and not (cfg.head_filters and cfg.head_units):
+            raise ConfigError("the seed head needs head_filters and head_units of at least 1 (--set head_units=256).")
     if cfg.start_size and not 16 <= cfg.start_size <= cfg.image_size:
         raise ConfigError(f"start_size {cfg.start_size} must be between 16 and image_size {cfg.image_size}.")

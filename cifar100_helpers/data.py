@@ -6,6 +6,7 @@ then the official download through ``keras.utils.get_file``.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import io
@@ -209,8 +210,8 @@ def labels(batch: dict, key: str, member: str, count: int, n: int) -> np.ndarray
 def to_split(batch: dict, member: str) -> Split:
     data = field(batch, "data", member)
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
-        shape = getattr(data, "shape", None)
-        raise DataError(f"{member}: 'data' must be a uint8 array of shape (N, 3072), found {shape}.")
+        found = f"{data.dtype} of shape {data.shape}" if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{member}: 'data' must be a uint8 array of shape (N, 3072), found {found}.")
     n = len(data)
     x = data.reshape(n, 3, 32, 32).transpose(0, 2, 3, 1)
     return Split(
@@ -238,6 +239,41 @@ def checked_source(path: str | os.PathLike | None, verify: bool, download: bool 
                 "If it is your own copy in the same format, pass --no-verify (verify=False); "
                 "otherwise download it again."
             )
+    return source
+
+
+def validated_source(
+    path: str | os.PathLike | None, verify: bool, val_fraction: float = 0.1, download: bool = True
+) -> Path:
+    """What :func:`load` checks, without keeping the data: the source is found, compared with the official
+    sha256 when ``verify``, and its members read and validated (shapes, dtype, labels, class names, room for
+    the hold-out). The pipeline calls it before it creates a run directory, so a bad archive leaves none."""
+    given = path or os.environ.get(ENV_VAR)
+    if given and os.path.islink(Path(given).expanduser()):
+        try:
+            os.stat(Path(given).expanduser())
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise DataError(
+                    f"{given} is a loop of symbolic links: point --data (or {ENV_VAR}) at the archive or folder."
+                ) from None
+    try:
+        source = checked_source(path, verify, download)
+        members = read_members(source)
+    except OSError as exc:  # unreadable (permissions, a vanished mount): the archive itself may be fine
+        raise DataError(
+            f"Cannot read {exc.filename or path}: {exc.strerror or exc}. Check the path and its permissions."
+        ) from None
+    try:
+        train = to_split(members["train"], "train")
+        to_split(members["test"], "test")
+        names(members["meta"], "fine_label_names", NUM_FINE)
+        names(members["meta"], "coarse_label_names", NUM_COARSE)
+        stratified_holdout(train.fine, round(val_fraction * len(train)), 0)
+    except DataError as exc:
+        raise DataError(f"{source}: {exc}") from None
+    except (TypeError, ValueError) as exc:  # e.g. class names that are not a list
+        raise DataError(f"{source} is not in the CIFAR-100 python format ({exc}): use the official archive.") from None
     return source
 
 

@@ -23,3 +23,15 @@ class RunError(Cifar100Error):
 
 class TrainingDiverged(RunError):
     """The loss became NaN or infinite; training stopped at once."""
+
+
+class ImageError(Cifar100Error):
+    """A file or folder given to ``predict`` is missing or holds no readable image."""
+
+
+class ExportError(Cifar100Error):
+    """A model cannot be exported: its converter is not installed, or the output path is unusable."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C: the message says what was kept and how to continue (the command line exits with 130)."""

@@ -22,7 +22,7 @@ ADAPTIVE_OPTIMIZERS = ("adamw", "rmsprop")  # learning rate scaled with the squa
 class Placement:
     """What a run ran on; recorded in run.json."""
 
-    kind: str  # "tpu", "multi_worker", "multi_gpu", "gpu", "cpu"
+    kind: str  # "tpu", "multi_gpu", "gpu", "cpu"
     replicas: int
     precision: str  # Keras dtype policy
     jit_compile: bool  # XLA for the whole train step: only where it compiles (one GPU)
@@ -73,13 +73,26 @@ def connect_tpu(address: str) -> tf.distribute.TPUStrategy:
         ) from None
 
 
-def multi_worker() -> bool:
-    """True when TF_CONFIG describes a cluster of more than one worker."""
+def cluster_size() -> int:
+    """How many machines (workers and chief) TF_CONFIG describes; 0 without a readable TF_CONFIG."""
     try:
-        cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    except json.JSONDecodeError:
-        return False
-    return len(cluster.get("worker", [])) + len(cluster.get("chief", [])) > 1
+        cluster = json.loads(os.environ.get("TF_CONFIG") or "{}").get("cluster", {})
+    except (json.JSONDecodeError, AttributeError):
+        return 0
+    return len(cluster.get("worker", [])) + len(cluster.get("chief", []))
+
+
+def refuse_multi_worker() -> None:
+    """One run is never trained across machines: under Keras 3, MultiWorkerMirroredStrategy fails inside
+    ``fit`` (keras-team/keras#20585, then a per-replica reduction error), every worker writes the same
+    files, and a worker whose peer never comes waits forever. Say so at once, with what works instead."""
+    workers = cluster_size()
+    if workers > 1:
+        raise ConfigError(
+            f"TF_CONFIG describes a cluster of {workers} machines, and one run is not trained across machines "
+            "(Keras 3 cannot do it reliably): unset TF_CONFIG, use the GPUs of one machine (MirroredStrategy, "
+            "automatic), or spread many runs over machines with `python -m cifar100_helpers sweep --address ...`."
+        )
 
 
 def logical_gpus() -> list:
@@ -95,12 +108,11 @@ def gpu_capability() -> tuple[int, int]:
 
 
 def pick_strategy() -> tuple[tf.distribute.Strategy, str]:
-    """TPU, several machines (TF_CONFIG), several GPUs, or the default strategy, in that order."""
+    """TPU, several GPUs, or the default strategy, in that order (a TF_CONFIG cluster is refused)."""
     address = tpu_address()
     if address:
         return connect_tpu(address), "tpu"
-    if multi_worker():
-        return tf.distribute.MultiWorkerMirroredStrategy(), "multi_worker"
+    refuse_multi_worker()
     gpus = logical_gpus()
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy([g.name for g in gpus]), "multi_gpu"
@@ -111,7 +123,7 @@ def precision_for(kind: str) -> str:
     """bfloat16 on TPU, float16 on GPUs with tensor cores (compute capability 7.0+), else float32."""
     if kind == "tpu":
         return "mixed_bfloat16"
-    if kind in ("gpu", "multi_gpu", "multi_worker"):
+    if kind in ("gpu", "multi_gpu"):
         return "mixed_float16" if gpu_capability() >= (7, 0) else "float32"
     return "float32"
 

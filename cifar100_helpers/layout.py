@@ -79,6 +79,10 @@ class RunDir:
     def figure(self, name: str) -> Path:
         return self.figures / f"{name}.png"
 
+    def export(self, fmt: str) -> Path:
+        """Where ``python -m cifar100_helpers export`` writes format ``fmt`` (savedmodel, tflite, onnx) by default."""
+        return self.root / "export" / {"savedmodel": "savedmodel", "tflite": "model.tflite"}.get(fmt, f"model.{fmt}")
+
     def notebook(self, name: str) -> Path:
         return self.root / name
 
@@ -95,6 +99,37 @@ class RunDir:
         for folder in (self.root, self.figures, self.checkpoint.parent):
             folder.mkdir(parents=True, exist_ok=True)
         return self
+
+
+@dataclass(frozen=True)
+class SweepDir:
+    """The layout of a sweep folder (``outputs/sweep-<name>/``): one ordinary run directory per grid point."""
+
+    root: Path
+
+    def __post_init__(self):
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    @property
+    def manifest(self) -> Path:
+        """sweep.json: the grid, the command line, and each run's status, exit code, error and wall time."""
+        return self.root / "sweep.json"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the one ``sweep`` process driving the folder."""
+        return self.root / "sweep.lock"
+
+    @property
+    def index(self) -> Path:
+        return self.root / "index.html"
+
+    def run(self, name: str) -> Path:
+        return self.root / name
+
+    def log(self, name: str) -> Path:
+        """Everything the run's process printed, every attempt appended (on the machine that ran it)."""
+        return self.root / "logs" / f"{name}.log"
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import fcntl
 import json
 import os
 import re
@@ -16,9 +18,9 @@ from pathlib import Path
 import nbformat
 
 from . import compare as runs
-from . import data, manifest
+from . import data, manifest, progress
 from .config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
-from .errors import RunError
+from .errors import ConfigError, RunError
 from .layout import RunDir, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
@@ -29,6 +31,7 @@ PHONE_CSS = "<style>body{max-width:60em;margin:auto} img{max-width:100%;height:a
 KERNEL_NAME = "cifar100-helpers-current"
 SKIPPED_IN_REPORT = {"parameters", "injected-parameters", "report-skip"}  # cell tags left out of report.html
 NAMED_PARAMETERS = {"data": "data_path", "verify": "verify", "epochs": "epochs"}  # config field: notebook name
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first bytes of every .h5 file, Keras weights included
 
 
 def notebook_parameters(cfg: RunConfig, run: RunDir) -> dict:
@@ -47,8 +50,10 @@ def current_interpreter_kernel():
     with tempfile.TemporaryDirectory() as tmp:
         spec = Path(tmp) / "kernels" / KERNEL_NAME
         spec.mkdir(parents=True)
-        # log level ERROR: no "running over TCP without encryption" notice for every notebook
-        argv = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}", "--IPKernelApp.log_level=ERROR"]
+        # log level CRITICAL: no TCP notice per notebook, no ZMQ noise when a run is interrupted (cell errors
+        # still reach papermill as messages); cifar100_helpers.kernel dies with this process
+        kernel = [sys.executable, "-m", "cifar100_helpers.kernel", "-f", "{connection_file}"]
+        argv = [*kernel, "--IPKernelApp.log_level=CRITICAL"]
         (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "cifar100", "language": "python"}))
         old = os.environ.get("JUPYTER_PATH")
         os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (tmp, old) if p)
@@ -77,18 +82,105 @@ def prepare_run_dir(path: Path) -> RunDir:
         raise RunError(f"Cannot create {run.root}: choose an --output under a writable folder.") from None
 
 
-def check_data(cfg: RunConfig) -> None:
-    """Fail before any notebook starts if the data cannot be found or fails its checksum."""
+def check_data(cfg: RunConfig) -> Path | None:
+    """Fail before any notebook starts if the data cannot be found, fails its checksum or is not valid
+    CIFAR-100 (shapes, dtype, labels, class names); return the source found (None for generated data)."""
     if not cfg.generated:
-        data.checked_source(cfg.data, cfg.verify)
+        return data.validated_source(cfg.data, cfg.verify, cfg.val_fraction)
+    return None
 
 
-def execute(notebook: str, folder: Path | RunDir, params: dict, kernel: str, notebook_dir: Path) -> None:
+def check_weights(cfg: RunConfig) -> None:
+    """A local ``--weights`` file must exist and be an HDF5 (.h5) file, as Keras's weights files are."""
+    if cfg.weights in (None, "imagenet"):
+        return
+    path = Path(cfg.weights)
+    if not path.is_file():
+        raise RunError(f"--weights {path}: no such file. Pass a Keras .h5 weights file, 'imagenet' or None.")
+    with open(path, "rb") as f:
+        head = f.read(len(HDF5_SIGNATURE))
+    if head != HDF5_SIGNATURE:
+        raise RunError(
+            f"--weights {path} is not an HDF5 (.h5) weights file (it starts with {head!r}): pass the Keras "
+            "no-top .h5 file of the backbone (e.g. efficientnetv2-s_notop.h5), 'imagenet' or None."
+        )
+
+
+def check_notebooks(notebook_dir: Path, names: tuple[str, ...] = NOTEBOOKS) -> None:
+    missing = [n for n in names if not (Path(notebook_dir) / n).is_file()]
+    if missing:
+        raise RunError(
+            f"{notebook_dir} lacks {', '.join(missing)}: pass --notebooks the folder that holds them "
+            "(the repository's notebooks/), or leave --notebooks out."
+        )
+
+
+def check_inputs(cfg: RunConfig, notebook_dir: Path) -> tuple[RunConfig, Path | None]:
+    """Everything a run can be refused for before it starts. Returns the config with absolute paths (what
+    config.json records) and the data source found (recorded in run.json as ``data_source``)."""
+    check_notebooks(notebook_dir)
+    cfg = with_absolute_paths(cfg)
+    check_weights(cfg)
+    return cfg, check_data(cfg)
+
+
+def read_json(path: Path, fix: str) -> dict:
+    """A JSON object from ``path``; if it is unreadable or damaged, one line naming it and ``fix``."""
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise RunError(f"{path} is damaged ({type(exc).__name__}: {exc}): {fix}.") from None
+    if not isinstance(value, dict):
+        raise RunError(f"{path} is damaged (a JSON {type(value).__name__}, not an object): {fix}.")
+    return value
+
+
+@contextlib.contextmanager
+def locked(run: RunDir):
+    """One process per run directory: an exclusive lock on its lock file, held until the run ends and
+    released by the system if the process dies. Where the file system cannot lock, runs go unguarded."""
+    try:
+        handle = open(run.lock, "a+")  # noqa: SIM115 (closed below, after the run)
+    except OSError as exc:
+        raise RunError(write_failure(exc, run)) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RunError(
+                f"{run.root} is in use by {handle.read().strip() or 'another process'}: a run directory takes one "
+                "process at a time; wait for that one to finish (or stop it), then --resume."
+            ) from None
+        except OSError:  # no locks on this file system (some network mounts)
+            pass
+        with contextlib.suppress(OSError):
+            handle.truncate(0)
+            handle.write(f"pid {os.getpid()}\n")
+            handle.flush()
+        yield run
+
+
+def write_failure(exc: OSError, run: RunDir) -> str:
+    """The one line for a write that failed (a full disk, a read-only or vanished folder)."""
+    what = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or type(exc).__name__
+    where = f" {exc.filename}" if exc.filename else f" in {run.root}"
+    again = (
+        f"then continue with --resume {run.root}"
+        if run.manifest.exists() and run.config.exists()
+        else f"then delete {run.root} and start the run again"
+    )
+    return f"Could not write{where} ({what}): free some space or fix the folder, {again}."
+
+
+def execute(
+    notebook: str, folder: Path | RunDir, params: dict, kernel: str, notebook_dir: Path, output: Path | None = None
+) -> None:
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
     folder = folder.root if isinstance(folder, RunDir) else folder
-    output = folder / notebook
+    output = output or folder / notebook
     try:
         papermill.execute_notebook(
             str(notebook_dir / notebook),
@@ -106,12 +198,16 @@ def execute(notebook: str, folder: Path | RunDir, params: dict, kernel: str, not
 
 
 def with_absolute_paths(cfg: RunConfig) -> RunConfig:
-    """Notebooks run inside the run directory, so relative data and weights paths are made absolute."""
+    """Notebooks run inside the run directory, so relative data and weights paths are made absolute, once,
+    here: ``--data``, else ``$CIFAR100_DATA`` (resolved against the current folder and recorded in
+    config.json). Data from the Keras cache or the download stays None: a resume on a fresh machine (Colab)
+    finds or downloads it again."""
 
     def absolute(path: str) -> str:
-        return str(Path(path).expanduser().resolve())
+        return os.path.abspath(Path(path).expanduser())  # symbolic links kept: a loop is named, not raised
 
-    changes = {"data": absolute(cfg.data)} if cfg.data else {}
+    given = None if cfg.generated else cfg.data or os.environ.get(data.ENV_VAR)
+    changes = {"data": absolute(given)} if given else {}
     if cfg.weights not in (None, "imagenet"):
         changes["weights"] = absolute(cfg.weights)
     return dataclasses.replace(cfg, **changes)
@@ -119,21 +215,24 @@ def with_absolute_paths(cfg: RunConfig) -> RunConfig:
 
 def run(cfg: RunConfig, output: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
     """Run 01-04 into ``output`` (which must not exist), then write report.html and run.json."""
-    cfg = with_absolute_paths(cfg)
-    check_data(cfg)
+    cfg, source = check_inputs(cfg, notebook_dir)
     run_dir = prepare_run_dir(output)
-    write_atomic(run_dir.config, json.dumps(cfg.to_dict(), indent=2) + "\n")
-    manifest.write(
-        run_dir.manifest,
-        config=cfg.to_dict(),
-        epoch_budget=EPOCH_BUDGET,
-        over_budget=cfg.over_budget,
-        deterministic=cfg.deterministic,
-        notebooks=list(NOTEBOOKS),
-        completed_notebooks=[],
-        attempts=[],
-    )
-    return execute_remaining(cfg, run_dir, notebook_dir)
+    with locked(run_dir):
+        try:
+            write_atomic(run_dir.config, json.dumps(cfg.to_dict(), indent=2) + "\n")
+            manifest.write(
+                run_dir.manifest,
+                config=cfg.to_dict(),
+                epoch_budget=EPOCH_BUDGET,
+                over_budget=cfg.over_budget,
+                deterministic=cfg.deterministic,
+                notebooks=list(NOTEBOOKS),
+                completed_notebooks=[],
+                attempts=[],
+            )
+        except OSError as exc:
+            raise RunError(write_failure(exc, run_dir)) from None
+        return execute_remaining(cfg, run_dir, notebook_dir, source)
 
 
 def resume(path: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
@@ -142,52 +241,89 @@ def resume(path: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
     run_dir = RunDir(path)
     if not run_dir.config.exists() or not run_dir.manifest.exists():
         raise RunError(f"{run_dir.root} is not a run directory (no config.json and run.json): check the --resume path.")
-    status = json.loads(run_dir.manifest.read_text()).get("status")
-    if status == "completed":
-        raise RunError(f"{run_dir.root} already completed; start a new run with --output NAME.")
-    cfg = config_from_file(run_dir.config)
-    check_data(cfg)
-    return execute_remaining(cfg, run_dir, notebook_dir)
+    check_notebooks(notebook_dir)
+    with locked(run_dir):
+        record = read_json(run_dir.manifest, "the run cannot be resumed: start a new run with --output NAME")
+        if record.get("status") == "completed":
+            raise RunError(f"{run_dir.root} already completed; start a new run with --output NAME.")
+        saved, recorded = read_json(run_dir.config, RESTORE), record.get("config") or {}
+        if saved != recorded:
+            changed = sorted(k for k in {*saved, *recorded} if saved.get(k) != recorded.get(k))
+            raise RunError(
+                f"{run_dir.config} no longer matches the config recorded in {run_dir.manifest} (changed: "
+                f"{', '.join(changed)}): a run keeps its config; restore config.json, or start a new run with "
+                "--output NAME."
+            )
+        cfg, source = check_inputs(config_from_dict(saved, run_dir.config), notebook_dir)
+        return execute_remaining(cfg, run_dir, notebook_dir, source)
+
+
+RESTORE = "restore it, or start a new run with --output NAME"
 
 
 def config_from_file(path: Path) -> RunConfig:
-    saved = json.loads(path.read_text())
-    return make_config(saved.pop("recipe"), **saved)
+    return config_from_dict(read_json(path, RESTORE), path)
 
 
-def execute_remaining(cfg: RunConfig, run_dir: RunDir, notebook_dir: Path) -> RunDir:
-    """Execute the notebooks not yet completed, recording this attempt, then write the report."""
-    record = json.loads(run_dir.manifest.read_text())
-    done, attempts = record["completed_notebooks"], record["attempts"]
+def config_from_dict(saved: dict, path: Path) -> RunConfig:
+    """The RunConfig saved in ``path``, validated; a config that no longer validates names the file."""
+    try:
+        return make_config(saved.pop("recipe", None) or "", **saved)
+    except ConfigError as exc:
+        raise RunError(f"{path}: {exc} The file is the run's saved config: {RESTORE}.") from None
+
+
+def execute_remaining(cfg: RunConfig, run_dir: RunDir, notebook_dir: Path, source: Path | None = None) -> RunDir:
+    """Execute the notebooks not yet completed, recording this attempt, then write the report. A failure
+    (a notebook, a full disk) marks the run failed, Ctrl-C marks it interrupted; both can be resumed."""
+    record = read_json(run_dir.manifest, "the run cannot be resumed: start a new run with --output NAME")
+    done, attempts = record.get("completed_notebooks", []), record.get("attempts", [])
     attempts.append({"started": manifest.now(), "skipped": list(done)})
-    manifest.write(
-        run_dir.manifest,
-        status="running",
-        attempts=attempts,
-        versions=manifest.package_versions(),
-        hardware=manifest.hardware(),
-        git=manifest.git_state(REPO),
-    )
     params = notebook_parameters(cfg, run_dir)
     started = time.perf_counter()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     try:
-        with current_interpreter_kernel() as kernel:
+        manifest.write(
+            run_dir.manifest,
+            status="running",
+            attempts=attempts,
+            data_source=str(source) if source else None,  # the archive or folder this attempt reads
+            versions=manifest.package_versions(),
+            hardware=manifest.hardware(),
+            git=manifest.git_state(REPO),
+        )
+        with current_interpreter_kernel() as kernel, progress.following(run_dir.progress):
             for notebook in (n for n in NOTEBOOKS if n not in done):
                 print(f"[{manifest.now()}] running {notebook}", flush=True)
                 execute(notebook, run_dir, params, kernel, notebook_dir)
                 done.append(notebook)
                 manifest.write(run_dir.manifest, completed_notebooks=done)
-    except RunError as exc:
-        attempts[-1].update(ended=manifest.now(), status="failed", error=str(exc))
-        manifest.write(run_dir.manifest, status="failed", error=str(exc), attempts=attempts)
-        write_report(run_dir, failure=str(exc))
+        write_report(run_dir)  # before "completed": a completed run always has its report
+        wall = round(time.perf_counter() - started, 1)
+        attempts[-1].update(ended=manifest.now(), status="completed", wall_seconds=wall)
+        manifest.write(run_dir.manifest, status="completed", attempts=attempts, error=None)
+    except KeyboardInterrupt:
+        end_attempt(run_dir, attempts, "interrupted")
         raise
-    attempts[-1].update(ended=manifest.now(), status="completed", wall_seconds=round(time.perf_counter() - started, 1))
-    manifest.write(run_dir.manifest, status="completed", attempts=attempts, error=None)
-    write_report(run_dir)
-    runs.write_index(run_dir.root.parent, runs.collect(run_dir.root.parent))
+    except (RunError, OSError) as exc:
+        error = exc if isinstance(exc, RunError) else RunError(write_failure(exc, run_dir))
+        end_attempt(run_dir, attempts, "failed", str(error))
+        raise error from None
+    try:
+        runs.write_index(run_dir.root.parent, runs.collect(run_dir.root.parent))
+    except OSError as exc:
+        print(f"warning: could not refresh {run_dir.root.parent / 'index.html'} ({exc.strerror})", file=sys.stderr)
     return run_dir
+
+
+def end_attempt(run_dir: RunDir, attempts: list[dict], status: str, error: str | None = None) -> None:
+    """Record how this attempt ended; a failure also gets a report that opens with its cause. On a full
+    disk even this may not be written: the error line still says what happened."""
+    attempts[-1].update(ended=manifest.now(), status=status, **({"error": error} if error else {}))
+    with contextlib.suppress(OSError):
+        manifest.write(run_dir.manifest, status=status, error=error, attempts=attempts)
+        if status == "failed":
+            write_report(run_dir, failure=error)
 
 
 def banner(run: RunDir, failure: str | None = None) -> str:
@@ -235,13 +371,19 @@ def compare(outputs: Path, include_unranked: bool = False, notebook_dir: Path = 
     """Run notebook 05 over every run in ``outputs``: leaderboard, charts, ``outputs/index.html``;
     the executed notebook and its HTML go to ``outputs/compare/``."""
     outputs = Path(outputs).resolve()
-    if not any(outputs.glob("*/metrics.json")):
-        raise RunError(f"No completed runs under {outputs}: run one first, or pass --outputs DIR.")
+    check_notebooks(notebook_dir, (COMPARE_NOTEBOOK,))
+    rows, skipped = runs.scan(outputs)
+    if not rows:
+        damaged = f" (skipped as damaged: {'; '.join(skipped)})" if skipped else ""
+        fix = "repair or move those files, " if skipped else ""
+        raise RunError(f"No completed runs under {outputs}{damaged}: {fix}run one first, or pass --outputs DIR.")
     folder = outputs / "compare"
     folder.mkdir(exist_ok=True)
     params = {"outputs_dir": str(outputs), "include_unranked": include_unranked}
+    partial = folder / f"partial-{COMPARE_NOTEBOOK}"  # renamed on success: a failure keeps the last good one
     with current_interpreter_kernel() as kernel:
-        execute(COMPARE_NOTEBOOK, folder, params, kernel, notebook_dir)
+        execute(COMPARE_NOTEBOOK, folder, params, kernel, notebook_dir, output=partial)
+    os.replace(partial, folder / COMPARE_NOTEBOOK)
     return export_html(
         [folder / COMPARE_NOTEBOOK], "# CIFAR-100 runs compared", folder / "report.html", "CIFAR-100 runs"
     )

@@ -8,17 +8,18 @@ from cifar100_helpers import compare, pipeline
 from cifar100_helpers.errors import RunError
 
 
-def fake_run(outputs, name, recipe, top1, over_budget=False, generated=False, minutes=2.0):
+def fake_run(outputs, name, recipe, top1, over_budget=False, generated=False, minutes=2.0, seed=0, **config):
     run = outputs / name
     run.mkdir(parents=True)
     metrics = {
         "recipe": recipe, "epochs": 12 if over_budget else 10, "over_budget": over_budget, "generated_data": generated,
         "top1": top1, "top1_ci95": [top1 - 0.01, top1 + 0.01], "top1_tta": top1 + 0.01,
-        "top5": top1 + 0.2, "top5_ci95": [top1 + 0.19, top1 + 0.21],
+        "top1_tta_ci95": [top1, top1 + 0.02], "top5": top1 + 0.2, "top5_ci95": [top1 + 0.19, top1 + 0.21],
         "tta": "flip", "superclass_accuracy": {"fish": top1, "trees": top1 / 2},
     }  # fmt: skip
     (run / "metrics.json").write_text(json.dumps(metrics))
-    manifest = {"config": {"model": "airbench", "image_size": 32}, "hardware": {"cpu": "AMD EPYC", "gpus": []},
+    manifest = {"status": "completed", "config": {"model": "airbench", "image_size": 32, "seed": seed, **config},
+                "hardware": {"cpu": "AMD EPYC", "gpus": []},
                 "attempts": [{"started": "2026-11-28T09:00:00+00:00"}]}  # fmt: skip
     (run / "run.json").write_text(json.dumps(manifest))
     (run / "history.csv").write_text(f"epoch,loss,seconds\n1,1.0,{minutes * 60}\n")
@@ -67,3 +68,71 @@ def test_compare_runs_notebook_05(outputs):
 def test_compare_without_runs_says_what_to_do(tmp_path):
     with pytest.raises(RunError, match="No completed runs"):
         pipeline.compare(tmp_path)
+
+
+@pytest.fixture
+def seeds(tmp_path):
+    """cpu at two learning rates over seeds (the data source differs between seeds, as across machines), one
+    seed run, and a cpu run over budget."""
+    folder = tmp_path / "seeds"
+    for seed, (top1, minutes, data) in enumerate([(0.60, 2.0, "/a"), (0.62, 2.5, "/b"), (0.64, 3.0, "/a")]):
+        fake_run(folder, f"cpu-lr0.1-seed{seed}", "cpu", top1, minutes=minutes, seed=seed, learning_rate=0.1,
+                 data=data, verify=seed == 1)  # fmt: skip
+    for seed, top1 in enumerate([0.61, 0.65]):
+        fake_run(folder, f"cpu-lr0.2-seed{seed}", "cpu", top1, seed=seed, learning_rate=0.2)
+    fake_run(folder, "seed-a", "seed", 0.50)
+    fake_run(folder, "cpu-long", "cpu", 0.70, over_budget=True, learning_rate=0.1)
+    return folder
+
+
+def test_runs_that_differ_only_by_seed_form_one_group(seeds):
+    groups = compare.group_runs(compare.collect(seeds))
+    assert [(g["group"], g["n"], g["ranked"]) for g in groups] == [
+        ("cpu learning_rate=0.2", 2, True), ("cpu learning_rate=0.1", 3, True), ("seed", 1, True),
+        ("cpu learning_rate=0.1", 1, False),
+    ]  # fmt: skip
+    lr01 = groups[1]
+    assert lr01["seeds"] == [0, 1, 2] and lr01["runs"] == ["cpu-lr0.1-seed0", "cpu-lr0.1-seed1", "cpu-lr0.1-seed2"]
+    assert lr01["top1"]["mean"] == pytest.approx(0.62) and lr01["top1"]["std"] == pytest.approx(0.02)
+    assert lr01["best_top1"]["mean"] == pytest.approx(0.63) and lr01["top5"]["mean"] == pytest.approx(0.82)
+    assert lr01["best_top5"]["std"] == pytest.approx(0.02)  # no top5_tta in these metrics: plain top-5
+    assert lr01["training_minutes"]["mean"] == pytest.approx(2.5) and lr01["training_minutes"]["std"] == 0.5
+    single = groups[2]
+    assert single["top1"] == {"mean": 0.5, "std": None} and compare.interval(single) == (0.50, 0.52)
+    assert compare.interval(lr01) == pytest.approx((0.61, 0.65))
+
+
+def test_grouped_leaderboard_keeps_the_ranking_rules_and_notes_overlaps(seeds):
+    groups = compare.group_runs(compare.collect(seeds))
+    table = compare.group_leaderboard(groups)
+    assert "| 1 | cpu learning_rate=0.2 | 2 | 0, 1 | 63.00% ± 2.83 | 64.00% ± 2.83 |" in table
+    assert "| 2 | cpu learning_rate=0.1 | 3 | 0, 1, 2 | 62.00% ± 2.00 |" in table
+    assert "| 3 | seed | 1 | 0 | 50.00% | 51.00% |" in table and "over budget" not in table
+    notes = compare.spread_notes([g for g in groups if g["ranked"]])
+    assert notes == ["cpu learning_rate=0.2 vs cpu learning_rate=0.1: the difference is within the run-to-run spread"]
+    assert table.endswith(f"- {notes[0]}")
+    everything = compare.group_leaderboard(groups, include_unranked=True)
+    assert "| - | cpu learning_rate=0.1 ⚠ over budget | 1 |" in everything
+
+
+def test_single_runs_with_overlapping_intervals_are_noted_too(tmp_path):
+    for name, top1, rate in [("a", 0.64, 0.1), ("b", 0.645, 0.3), ("c", 0.60, 0.5)]:  # best top-1 intervals:
+        fake_run(tmp_path, name, "cpu", top1, learning_rate=rate)  # 65-67%, 65.5-67.5%, 61-63%
+    groups = compare.group_runs(compare.collect(tmp_path))
+    assert [g["n"] for g in groups] == [1, 1, 1] and compare.interval(groups[0]) == (0.645, 0.665)
+    assert compare.spread_notes(groups) == [
+        "cpu learning_rate=0.3 vs cpu learning_rate=0.1: the difference is within the 95% intervals of the two runs"
+    ]
+
+
+def test_index_and_chart_show_the_spread_across_seeds(seeds, outputs):
+    from cifar100_helpers import plots
+
+    rows = compare.collect(seeds)
+    page = compare.write_index(seeds, rows).read_text()
+    assert "Across seeds" in page and "<td>cpu learning_rate=0.1</td><td>3</td><td>62.00% ± 2.00</td>" in page
+    assert "within the run-to-run spread" in page
+    assert "Across seeds" not in compare.write_index(outputs, compare.collect(outputs)).read_text()
+    fig = plots.accuracy_vs_time(rows, compare.group_runs(rows))
+    bars = [c for c in fig.axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == 2  # the two settings repeated over seeds

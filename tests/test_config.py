@@ -34,12 +34,12 @@ def test_budget_rule():
     [
         ({"epochs": 0}, "epochs"),
         ({"epochs": -2}, "epochs"),
-        ({"batch_size": 0}, "batch size"),
-        ({"batch_size": 12.5}, "batch size"),
+        ({"batch_size": 0}, r"batch_size must lie in \[1, inf\)"),
+        ({"batch_size": 12.5}, "batch_size must be a whole number"),
         ({"val_fraction": 0.5}, r"\[0, 0.5\)"),
         ({"val_fraction": -0.1}, r"\[0, 0.5\)"),
-        ({"image_size": 8}, "too small"),
-        ({"learning_rate": 0}, "learning rate"),
+        ({"image_size": 8}, r"image_size must lie in \[16, inf\)"),
+        ({"learning_rate": 0}, r"learning_rate must lie in \(0, inf\)"),
         ({"optimizer": "adam"}, "optimizer"),
     ],
 )

@@ -41,18 +41,20 @@ def test_scaling_examples():
 
 def test_xla_only_on_one_gpu():
     assert hardware.jit_for("gpu", deterministic=False) is True
-    for kind in ("cpu", "multi_gpu", "multi_worker", "tpu"):
+    for kind in ("cpu", "multi_gpu", "tpu"):
         assert hardware.jit_for(kind, deterministic=False) is False
     assert hardware.jit_for("gpu", deterministic=True) is False
 
 
-def test_multi_worker_needs_several_workers(monkeypatch):
+def test_a_cluster_tf_config_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker"}}))
-    assert hardware.multi_worker()
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1"]}}))
-    assert not hardware.multi_worker()
-    monkeypatch.setenv("TF_CONFIG", "not json")
-    assert not hardware.multi_worker()
+    with pytest.raises(ConfigError, match="cluster of 2 machines.*sweep --address") as err:
+        hardware.place(config.make_config("smoke"))
+    assert "\n" not in str(err.value)
+    for harmless in (json.dumps({"cluster": {"worker": ["a:1"]}}), "not json", "[]", ""):
+        monkeypatch.setenv("TF_CONFIG", harmless)
+        assert hardware.cluster_size() <= 1
+        hardware.refuse_multi_worker()
 
 
 def test_cpu_placement_is_float32_default_strategy():

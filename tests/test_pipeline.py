@@ -64,7 +64,7 @@ def test_failing_notebook_names_notebook_and_cell_and_keeps_it(tmp_path):
 
 
 def test_notebook_parameters_carry_every_change(tmp_path):
-    cfg = config.make_config("smoke", epochs=2, batch_size=16, data="x.tar.gz")
+    cfg = config.make_config("cpu", epochs=2, batch_size=16, data="x.tar.gz")
     params = pipeline.notebook_parameters(cfg, pipeline.RunDir(tmp_path))
     assert params["epochs"] == 2 and params["data_path"] == "x.tar.gz" and params["interactive"] is False
     rebuilt = config.from_parameters(params["recipe"], params["data_path"], params["verify"], params["epochs"],
@@ -72,7 +72,7 @@ def test_notebook_parameters_carry_every_change(tmp_path):
     assert rebuilt == cfg
 
 
-def test_relative_paths_are_made_absolute(tmp_path, monkeypatch):
+def test_relative_paths_are_made_absolute(tmp_path, monkeypatch, isolated_env):
     monkeypatch.chdir(tmp_path)
     cfg = pipeline.with_absolute_paths(config.make_config("transfer", data="data/c100.tar.gz", weights="w.h5"))
     assert cfg.data == str(tmp_path / "data" / "c100.tar.gz") and cfg.weights == str(tmp_path / "w.h5")

@@ -1,0 +1,235 @@
+"""Export a finished run's model for serving: ``python -m cifar100_helpers export RUN_DIR --format ...``.
+
+Keras's own ``model.export`` does the work: ``tf_saved_model`` (TensorFlow alone), ``litert`` (a ``.tflite``
+file; TensorFlow's converter) and ``onnx`` (through tf2onnx). Every artifact takes what the Keras model takes,
+float32 images of shape (N, 32, 32, 3) with values 0-255 (RGB, not rescaled: the model rescales them itself), and
+returns (N, 100) softmax probabilities in CIFAR-100's fine-label order. It is the network alone: the run's
+test-time augmentation is not inside, so to reproduce a flip-TTA report number average its outputs on the images
+and on their mirror images (``x[:, :, ::-1]``).
+
+After writing, the artifact is reloaded with its runtime (``tf.saved_model.load``, the LiteRT interpreter,
+onnxruntime) and its outputs compared with the Keras model's on a few images; where that runtime is not
+installed the check is skipped with a note. The converter and runtime packages are the optional extra
+``export`` (``pip install -e .[export]``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from .data import IMAGE_SHAPE
+from .errors import ExportError
+from .layout import RunDir
+from .predict import check_run, load_model
+
+INSTALL = "pip install -e .[export]"
+CHECK_IMAGES = 16
+TOLERANCE = 1e-4  # largest difference in any probability accepted between the artifact and the Keras model
+
+
+@dataclass(frozen=True)
+class Format:
+    keras_name: str  # the ``format=`` of keras.Model.export
+    converter: tuple[str, ...]  # modules the conversion needs beyond TensorFlow
+    runtime: tuple[str, ...]  # modules the reload check needs (any one of them)
+    suffix: str  # what the output path must end with ("" for a folder)
+
+
+FORMATS = {
+    "savedmodel": Format("tf_saved_model", (), ("tensorflow",), ""),
+    "tflite": Format("litert", (), ("ai_edge_litert", "tensorflow"), ".tflite"),
+    "onnx": Format("onnx", ("tf2onnx", "onnx"), ("onnxruntime",), ".onnx"),
+}
+
+
+def missing(modules: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if importlib.util.find_spec(m) is None]
+
+
+def require_converter(fmt: str) -> None:
+    absent = missing(FORMATS[fmt].converter)
+    if absent:
+        raise ExportError(f"exporting to {fmt} needs {' and '.join(absent)}, not installed here: {INSTALL}")
+
+
+def output_path(run: RunDir, fmt: str, output: str | Path | None) -> Path:
+    """Where the artifact goes: ``output``, or the run's default (layout.RunDir.export); never overwritten."""
+    path = Path(output).expanduser().resolve() if output else run.export(fmt)
+    suffix = FORMATS[fmt].suffix
+    if suffix and path.suffix != suffix:
+        raise ExportError(f"--output {output}: --format {fmt} writes a file ending in {suffix}, e.g. model{suffix}.")
+    if path.exists():
+        raise ExportError(f"{path} already exists and is never overwritten: delete it or pass --output PATH.")
+    return path
+
+
+def float32_model(model):
+    """``model`` itself when every layer computes in float32; otherwise a float32 copy with the same weights.
+    Models trained with mixed precision on a GPU or TPU compute in float16/bfloat16, which tf2onnx cannot
+    convert and which would make a .tflite differ from what the report measured on CPU."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers()):
+        return model
+
+    def float32(config):
+        if isinstance(config, dict):
+            if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
+                config.get("config"), dict
+            ):
+                return {**config, "config": {**config["config"], "name": "float32"}}
+            return {k: float32(v) for k, v in config.items()}
+        if isinstance(config, list):
+            return [float32(v) for v in config]
+        return config
+
+    copy = keras.saving.deserialize_keras_object(float32(keras.saving.serialize_keras_object(model)))
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def register_erfc_for_onnx() -> None:
+    """Teach tf2onnx TensorFlow's ``Erfc`` op as ``1 - Erf(x)``. TensorFlow computes exact GELU (the airbench
+    networks' activation) with erfc, which tf2onnx 1.17 cannot convert; the handler is registered the way
+    tf2onnx registers its own (its ``tf_op`` decorator), and only where tf2onnx has none."""
+    from tf2onnx import constants, utils
+    from tf2onnx.handler import tf_op
+
+    if any("Erfc" in ops for ops in tf_op.get_opsets().get(constants.ONNX_DOMAIN, [])):
+        return
+
+    @tf_op("Erfc")
+    class Erfc:  # registered by the decorator
+        @classmethod
+        def version_9(cls, ctx, node, **kwargs):  # ONNX Erf exists from opset 9
+            dtype = utils.map_onnx_to_numpy_type(ctx.get_dtype(node.input[0]))
+            node.type = "Erf"
+            one = ctx.make_const(utils.make_name(f"{node.name}_one"), np.array(1, dtype=dtype))
+            sub = ctx.insert_new_node_on_output(
+                "Sub", node.output[0], inputs=[one.output[0], node.output[0]], name=utils.make_name(node.name)
+            )
+            ctx.copy_shape(node.output[0], sub.output[0])
+
+
+def export_model(model, fmt: str, path: Path) -> Path:
+    """Write ``model`` as ``fmt`` to ``path`` through a temporary sibling, so a failure leaves nothing half
+    written."""
+    spec = FORMATS[fmt]
+    require_converter(fmt)
+    if fmt == "onnx":
+        register_erfc_for_onnx()
+    model = float32_model(model)
+    model(np.zeros((1, *IMAGE_SHAPE), np.float32), training=False)  # the ONNX exporter wants a called model
+    signature = [tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32, name="image")]  # fixed 32x32, any batch
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staging = tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as exc:
+        raise ExportError(f"Cannot write {path} ({exc.strerror}): pass --output under a writable folder.") from None
+    with staging as tmp:
+        staged = Path(tmp) / path.name
+        try:
+            with warnings.catch_warnings():  # Keras's numpy-2 patch of tf2onnx touches np.object
+                warnings.simplefilter("ignore", FutureWarning)
+                model.export(str(staged), format=spec.keras_name, input_signature=signature, verbose=False)
+        except ImportError as exc:
+            raise ExportError(f"exporting to {fmt} failed to import {exc.name or exc}: {INSTALL}") from None
+        staged.rename(path)
+    return path
+
+
+def runtime(fmt: str) -> str | None:
+    """The package that runs a ``fmt`` artifact here, or None when none is installed."""
+    if fmt == "tflite":  # TensorFlow's own interpreter is deprecated in favour of ai-edge-litert, still in TF 2.21
+        return "ai-edge-litert" if not missing(("ai_edge_litert",)) else "tensorflow (tf.lite)"
+    return None if missing(FORMATS[fmt].runtime) else FORMATS[fmt].runtime[0]
+
+
+def runner(fmt: str, path: Path):
+    """A function float32 images -> probabilities that runs the artifact at ``path`` with its own runtime
+    (:func:`runtime`; the caller checks that one is installed)."""
+    if fmt == "savedmodel":
+        loaded = tf.saved_model.load(str(path))  # kept referenced: its variables live as long as it does
+        return lambda x: loaded.serve(tf.constant(x, tf.float32)).numpy()
+    if fmt == "tflite":
+        if runtime(fmt) == "ai-edge-litert":
+            from ai_edge_litert.interpreter import Interpreter
+        else:
+            Interpreter = tf.lite.Interpreter
+
+        def run_tflite(x):
+            interpreter = Interpreter(model_path=str(path))
+            source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+            interpreter.resize_tensor_input(source["index"], list(x.shape))
+            interpreter.allocate_tensors()
+            interpreter.set_tensor(source["index"], np.asarray(x, np.float32))
+            interpreter.invoke()
+            return interpreter.get_tensor(target["index"])
+
+        return run_tflite
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: np.asarray(x, np.float32)})[0]
+
+
+def check_images(count: int = CHECK_IMAGES, seed: int = 0) -> np.ndarray:
+    """Deterministic uint8-range test images (float32): colour ramps with noise."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(0, 1, IMAGE_SHAPE[1], dtype=np.float32)
+    base = rng.uniform(0, 255, size=(count, 1, 1, 3)) * ramp[None, :, None, None]
+    noisy = base + rng.normal(0, 30, size=(count, *IMAGE_SHAPE))
+    return np.clip(np.rint(noisy), 0, 255).astype(np.float32)
+
+
+def difference(model, fmt: str, path: Path, images: np.ndarray | None = None) -> float:
+    """Largest absolute difference between the artifact's and the Keras model's probabilities on ``images``
+    (default :func:`check_images`)."""
+    images = check_images() if images is None else np.asarray(images, np.float32)
+    return float(np.max(np.abs(runner(fmt, path)(images) - model.predict(images, verbose=0))))
+
+
+@dataclass(frozen=True)
+class Exported:
+    path: Path
+    runtime: str | None  # what checked it; None: no runtime installed, not checked
+    difference: float | None  # largest probability difference from the Keras model on CHECK_IMAGES images
+
+    def summary(self) -> str:
+        if self.runtime is None:
+            return f"Saved {self.path} (not checked: its runtime is not installed; {INSTALL})"
+        return (
+            f"Saved {self.path}\nChecked with {self.runtime}: largest probability difference from the Keras model "
+            f"{self.difference:.1e} on {CHECK_IMAGES} images (accepted up to {TOLERANCE:g})"
+        )
+
+
+def export(run_dir: str | Path, fmt: str, output: str | Path | None = None) -> Exported:
+    """Export a run's model as ``fmt`` (savedmodel, tflite, onnx), then reload the artifact with its runtime
+    and compare it with the Keras model. A difference above TOLERANCE is an ExportError (the artifact is kept
+    for inspection)."""
+    if fmt not in FORMATS:
+        raise ExportError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}.")
+    run = check_run(run_dir)
+    path = output_path(run, fmt, output)
+    require_converter(fmt)  # before loading the model: the fix costs no waiting
+    model = load_model(run)
+    export_model(model, fmt, path)
+    checker = runtime(fmt)
+    if checker is None:
+        return Exported(path, None, None)
+    largest = difference(model, fmt, path)
+    if not largest <= TOLERANCE:
+        raise ExportError(
+            f"{path} differs from the Keras model by up to {largest:.2g} in a probability (more than "
+            f"{TOLERANCE:g}): the converter changed the model; report it with the package versions."
+        )
+    return Exported(path, checker, largest)
