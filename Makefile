@@ -7,12 +7,12 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval/sanitize.
 DATA ?=
 RUN_ARGS := $(if $(DATA),--data $(DATA),) $(ARGS)
 
-.PHONY: setup report demo test test-slow lint bench nbval-refresh
+.PHONY: setup report demo test test-slow test-compat lint bench nbval-refresh
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[test]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test]"
 	$(BIN)/python -m ipykernel install --user --name cifar100-helpers --display-name "CIFAR-100 (.venv)" >/dev/null
 	touch $(STAMP)
 
@@ -31,6 +31,31 @@ test: $(STAMP) lint  ## everything but the tests marked slow; under 10 minutes o
 
 test-slow: $(STAMP)  ## seed and transfer through the pipeline (EfficientNetV2L on a CPU takes minutes)
 	$(BIN)/python -m pytest -m slow
+
+# Google Colab's stacks (compat/colab-STACK.txt), each in its own .venv-colab-STACK: Colab's TensorFlow, Keras,
+# numpy and Jupyter versions, then this package with nothing pinned but them, as `pip install` does on Colab.
+# `make test-compat COMPAT=tf220` runs one stack; PYTHON_tf220=/path/to/python3.12 picks its interpreter;
+# PYTEST_ARGS=... adds pytest options.
+COMPAT ?= tf220 tf219
+first_python = $(firstword $(foreach p,$(1),$(shell $(p) -c "" >/dev/null 2>&1 && echo $(p))))
+PYENV_VERSIONS = $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
+PYTHON_tf220 ?= $(call first_python,python3.12 $(sort $(wildcard $(PYENV_VERSIONS)/3.12*/bin/python3.12)))
+PYTHON_tf219 ?= $(call first_python,python3.11 $(sort $(wildcard $(PYENV_VERSIONS)/3.11*/bin/python3.11)))
+
+.venv-colab-%/.installed: pyproject.toml compat/colab-%.txt
+	@test -n "$(PYTHON_$*)" || { echo "error: no Python for stack $* (compat/colab-$*.txt): set PYTHON_$*=PATH"; exit 2; }
+	test -d .venv-colab-$* || $(PYTHON_$*) -m venv .venv-colab-$*
+	.venv-colab-$*/bin/python -m pip install -q --upgrade pip
+	.venv-colab-$*/bin/python -m pip install -q -r compat/colab-$*.txt -e ".[test]"
+	touch $@
+
+test-compat: $(foreach s,$(COMPAT),.venv-colab-$(s)/.installed)  ## the non-slow tests on Colab's TF/Keras stacks
+	@status=0; for s in $(COMPAT); do \
+	  echo "== Colab stack $$s: $$(.venv-colab-$$s/bin/python -c 'import platform, tensorflow as tf, keras, numpy; \
+	    print("Python", platform.python_version(), "TensorFlow", tf.__version__, "Keras", keras.__version__, "numpy", numpy.__version__)' 2>/dev/null)"; \
+	  rm -rf outputs/nbval; \
+	  PYDEVD_DISABLE_FILE_VALIDATION=1 .venv-colab-$$s/bin/python -m pytest -p no:cacheprovider $(NBVAL) -m "not slow" $(PYTEST_ARGS) || status=1; \
+	done; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

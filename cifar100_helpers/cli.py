@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import logging
 import sys
 import time
 from pathlib import Path
@@ -285,6 +286,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Interrupted (run) says how to continue; bench and compare just stop
+        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # no "Task exception was never retrieved" at exit
         print(f"interrupted: {exc}." if isinstance(exc, Interrupted) else "interrupted.", file=sys.stderr)
         return 130
     return 0
