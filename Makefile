@@ -7,7 +7,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval/sanitize.
 DATA ?=
 RUN_ARGS := $(if $(DATA),--data $(DATA),) $(ARGS)
 
-.PHONY: setup report demo test test-slow test-compat lint bench nbval-refresh
+.PHONY: setup report demo test test-slow test-compat lint bench gpu-check nbval-refresh
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
@@ -60,6 +60,9 @@ test-compat: $(foreach s,$(COMPAT),.venv-colab-$(s)/.installed)  ## the non-slow
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+gpu-check: $(STAMP)  ## on a GPU machine: bench of every recipe + a short transfer run, one JSON (make gpu-check DATA=...)
+	$(BIN)/python -m cifar100_helpers gpu-check $(RUN_ARGS)
 
 bench: $(STAMP)  ## training images/second of each recipe, e.g. make bench ARGS="--data PATH --no-verify"
 	$(BIN)/python -m cifar100_helpers bench $(ARGS)
