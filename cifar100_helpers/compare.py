@@ -83,13 +83,15 @@ def headline(run: Path, metrics: dict, manifest: dict, seconds: float) -> dict:
 
 
 def scan(outputs: Path) -> tuple[list[dict], list[str]]:
-    """The rows of every run under ``outputs`` whose run.json says completed, best first (ranked runs
-    before unranked ones), and one line per run skipped because a file of it is damaged. Runs still
-    running, failed or interrupted are left out silently."""
+    """The rows of every run under ``outputs`` whose run.json says completed (or, for notebooks run by
+    hand, which record no status, that has its metrics.json), best first (ranked runs before unranked
+    ones), and one line per run skipped because a file of it is damaged. Runs still running, failed or
+    interrupted are left out silently."""
     rows, skipped = [], []
     for manifest in sorted(Path(outputs).glob("*/run.json")):
         try:
-            if read_json(manifest).get("status") == "completed":
+            status = read_json(manifest).get("status")
+            if status == "completed" or (status is None and (manifest.parent / "metrics.json").exists()):
                 rows.append(run_row(manifest.parent))
         except RunError as exc:
             skipped.append(str(exc))

@@ -12,15 +12,25 @@ import signal
 import sys
 
 PR_SET_PDEATHSIG = 1
+END_WITH_PARENT = "CIFAR100_END_WITH_PARENT"  # set by a sweep's Ray task (sweep.py) to its own pid
 
 
-def die_with_parent() -> None:
+def die_with_parent(signum: int = signal.SIGKILL, parent: int | None = None) -> None:
+    """Receive ``signum`` when the parent process (pid ``parent``, default the current one) dies."""
     if not sys.platform.startswith("linux"):
         return
-    parent = os.getppid()
-    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    parent = parent or os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
     if os.getppid() != parent:  # the parent died before the request took effect
         os._exit(1)
+
+
+def end_with_parent_if_asked() -> None:
+    """A ``run`` started by a sweep's Ray task ends as after Ctrl-C (marked interrupted, its kernel shut down)
+    when the worker running that task dies: a sweep killed with SIGKILL, Ray shut down, a node lost."""
+    parent = os.environ.pop(END_WITH_PARENT, None)
+    if parent and parent.isdigit():
+        die_with_parent(signal.SIGTERM, int(parent))
 
 
 def terminate_as_interrupt() -> None:

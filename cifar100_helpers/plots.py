@@ -152,15 +152,27 @@ def epoch_speed(history: list[dict]) -> plt.Figure:
     return fig
 
 
-def accuracy_vs_time(rows: list[dict]) -> plt.Figure:
-    """Best top-1 of each run against its training time (unranked runs hollow)."""
+def accuracy_vs_time(rows: list[dict], groups: list[dict] | None = None) -> plt.Figure:
+    """Best top-1 of each run against its training time (unranked runs hollow). Runs of a setting repeated over
+    seeds (``groups`` from compare.group_runs) are drawn faint, with the setting's mean and error bars of one
+    standard deviation both ways."""
     fig, ax = plt.subplots(figsize=(7, 4))
+    repeated = [g for g in groups or [] if g["n"] > 1]
+    in_group = {name for g in repeated for name in g["runs"]}
     for r in rows:
         style = {"color": "tab:blue"} if r["ranked"] else {"facecolors": "none", "edgecolors": "tab:gray"}
-        ax.scatter(r["training_minutes"], r["best_top1"], **style)
+        minutes = r["training_seconds"] / 60 if "training_seconds" in r else r["training_minutes"]  # not rounded
+        ax.scatter(minutes, r["best_top1"], alpha=0.35 if r["run"] in in_group else 1, **style)
+        if r["run"] not in in_group:
+            ax.annotate(r["run"], (minutes, r["best_top1"]), fontsize=7, xytext=(4, 2), textcoords="offset points")
+    for g in repeated:
+        minutes, best = g["training_minutes"], g["best_top1"]
+        ax.errorbar(minutes["mean"], best["mean"], xerr=minutes["std"], yerr=best["std"], fmt="s", capsize=3,
+                    color="tab:orange" if g["ranked"] else "tab:gray")  # fmt: skip
         ax.annotate(
-            r["run"], (r["training_minutes"], r["best_top1"]), fontsize=7, xytext=(4, 2), textcoords="offset points"
-        )
+            f"{g['group']} (n={g['n']})", (minutes["mean"], best["mean"]), fontsize=7, xytext=(4, -9),
+            textcoords="offset points",
+        )  # fmt: skip
     ax.set(xlabel="training minutes", ylabel="test top-1 (best, with TTA)", title="accuracy against training time")
     fig.tight_layout()
     return fig

@@ -32,7 +32,8 @@ def python310_pins() -> dict[str, str]:
 
 def requirements() -> dict[str, Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    reqs = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    extras = project["optional-dependencies"]
+    reqs = [Requirement(r) for r in project["dependencies"] + extras["test"] + extras["sweep"]]  # what make installs
     return {r.name.lower(): r for r in reqs}
 
 

@@ -59,8 +59,10 @@ def test_damaged_sibling_run_is_skipped_and_named_and_unfinished_runs_are_not_li
     incomplete.write_text(
         json.dumps({k: v for k, v in json.loads(incomplete.read_text()).items() if k != "over_budget"})
     )
+    by_hand = fake_run(tmp_path, "notebooks-by-hand", "cpu", 0.4) / "run.json"  # 01-04 run in Jupyter: no status
+    by_hand.write_text(json.dumps({k: v for k, v in json.loads(by_hand.read_text()).items() if k != "status"}))
     rows = compare.collect(tmp_path)
-    assert [r["run"] for r in rows] == ["good"]
+    assert [r["run"] for r in rows] == ["good", "notebooks-by-hand"]
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 2 and all(w.startswith("warning: skipped a damaged run: ") for w in warnings)
     assert str(tmp_path / "no-budget-key" / "metrics.json") + " (no 'over_budget' entry)" in warnings[0]

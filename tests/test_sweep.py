@@ -1,0 +1,207 @@
+"""Sweeps on Ray: a 2 x 2 smoke grid on a local Ray, a sweep killed and resumed, a sweep on a Ray head started
+with ``ray start``, and the one-line errors (Ray missing, a bad grid, a run that fails)."""
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cifar100_helpers import cli, compare, sweep
+from cifar100_helpers.errors import ConfigError
+from cifar100_helpers.layout import SweepDir
+
+from .conftest import REPO
+
+SWEEP = [sys.executable, "-m", "cifar100_helpers", "sweep"]
+GRID = ["--recipes", "smoke", "--seeds", "0", "1", "--set", "learning_rate=0.05,0.1", "--epochs", "1", "--slots", "2"]
+NAMES = [f"smoke-learning_rate={rate}-seed{seed}" for rate in ("0.05", "0.1") for seed in (0, 1)]
+
+
+def needs_ray():
+    return pytest.importorskip("ray", reason="sweeps need Ray: pip install -e .[sweep]")
+
+
+def run_json(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+def assert_four_completed(out: Path) -> None:
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["status"] == "completed" and [r["name"] for r in record["runs"]] == NAMES
+    assert all(r["status"] == "completed" and r["exit_code"] == 0 and r["wall_seconds"] > 0 for r in record["runs"])
+    assert all(run_json(out / name)["status"] == "completed" for name in NAMES)
+    groups = compare.group_runs(compare.collect(out))
+    assert sorted((g["group"], g["n"]) for g in groups) == [
+        ("smoke learning_rate=0.05", 2), ("smoke learning_rate=0.1", 2),
+    ]  # fmt: skip
+    assert all(g["seeds"] == [0, 1] for g in groups) and "Across seeds" in (out / "index.html").read_text()
+
+
+def test_sweep_without_ray_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    assert cli.main(["sweep", "--recipes", "smoke", "--output", str(tmp_path / "s")]) == 2
+    assert capsys.readouterr().err.strip() == "error: sweep needs Ray: pip install -e .[sweep]"
+    assert not (tmp_path / "s").exists()
+
+
+def test_grid_names_and_values():
+    assert sweep.split_values("widths=[8,16],[16, 32]") == ("widths", ["[8,16]", "[16, 32]"])
+    assert sweep.split_values("backbone='a,b',EfficientNetV2B0") == ("backbone", ["'a,b'", "EfficientNetV2B0"])
+    points = sweep.grid(["cpu", "scratch"], [("learning_rate", ["0.1", "0.2"]), ("widths", ["[8,16]"])], [0, 1, 2])
+    assert len(points) == 12 and points[0]["name"] == "cpu-learning_rate=0.1-widths=8_16-seed0"
+    assert [p["seed"] for p in points[:3]] == [0, 1, 2] and points[-1]["recipe"] == "scratch"
+    twins = sweep.grid(["cpu"], [("widths", ["[8,16]", "(8,16)"])], [0])
+    assert [p["name"] for p in twins] == ["cpu-widths=8_16-seed0", "cpu-widths=8_16-seed0-2"]
+    for bad, match in [("learning_rate", "KEY=VALUE"), ("lr=0.1,", "KEY=VALUE"), ("seed=1,2", "--seeds")]:
+        with pytest.raises(ConfigError, match=match):
+            sweep.split_values(bad)
+
+
+def test_bad_grid_is_refused_before_anything_starts(capsys, tmp_path, monkeypatch):
+    needs_ray()
+    monkeypatch.setattr(sweep, "use_cluster_token", lambda: None)  # leave this process's environment alone
+    out = tmp_path / "s"
+    cases = [
+        (["--recipes", "smoke", "--set", "learning_rat=0.1,0.2"], "smoke-learning_rat=0.1-seed0: Unknown parameter"),
+        (["--recipes", "smoke", "--epochs", "12"], "smoke-seed0: epochs=12 breaks the study's 10-epoch budget"),
+        (["--recipes", "smoke", "--set", "lr=1", "--set", "lr=2"], "--set names lr twice"),
+        (["--seeds", "1"], "sweep needs --recipes"),
+        (["--resume", str(out), "--seeds", "1"], "so --seeds would be ignored"),
+        (["--resume", str(out)], "is not a sweep folder (no sweep.json)"),
+        (["--recipes", "smoke", "--address", f"127.0.0.1:{free_port()}"], "Nothing answers at --address 127.0.0.1:"),
+    ]
+    for args, message in cases:
+        assert cli.main(["sweep", *args, *(["--output", str(out)] if "--resume" not in args else [])]) == 2
+        assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.fixture(scope="module")
+def two_by_two(tmp_path_factory):
+    needs_ray()
+    out = tmp_path_factory.mktemp("sweep") / "grid"
+    done = subprocess.run([*SWEEP, *GRID, "--output", str(out)], cwd=REPO, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done.stdout
+
+
+def test_two_by_two_sweep_on_a_local_ray(two_by_two):
+    out, stdout = two_by_two
+    assert_four_completed(out)
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["grid"] == {"recipes": ["smoke"], "settings": {"learning_rate": ["0.05", "0.1"]}, "seeds": [0, 1]}
+    assert record["command"].startswith("python -m cifar100_helpers sweep --recipes smoke --seeds 0 1 --set ")
+    first = record["runs"][0]
+    assert first["arguments"][:4] == ["--recipe", "smoke", "--seed", "0"] and "learning_rate=0.05" in first["arguments"]
+    config = run_json(out / NAMES[1])["config"]
+    assert config["learning_rate"] == 0.05 and config["seed"] == 1
+    assert Path(first["log"]).read_text().count("Report: ") == 1
+    assert "smoke learning_rate=0.05: n=2" in stdout and f"Index: {out / 'index.html'}" in stdout
+
+
+def lock_free(run: Path) -> bool:
+    """Whether no process holds the run's lock any more (a killed sweep's runs end within seconds)."""
+    if not (run / "run.lock").exists():
+        return True
+    with open(run / "run.lock") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+    return True
+
+
+@pytest.mark.slow
+def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
+    needs_ray()
+    out = tmp_path / "grid"
+    process = subprocess.Popen([*SWEEP, *GRID, "--output", str(out)], cwd=REPO, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 600
+    try:
+        while True:  # until the sweep has recorded its first completed run and the next run has begun
+            assert process.poll() is None and time.time() < deadline
+            runs = json.loads((out / "sweep.json").read_text())["runs"] if (out / "sweep.json").exists() else []
+            finished = [r["name"] for r in runs if r["status"] == "completed"]
+            partial = [r["name"] for r in runs[2:] if (Path(r["directory"]) / "run.json").exists()]
+            if finished and partial:
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the sweep, its Ray head and everything else in its group
+        process.wait()
+    attempts = run_json(out / finished[0])["attempts"]
+    deadline = time.time() + 120
+    while not all(lock_free(out / name) for name in NAMES):  # the runs in flight end as their worker died
+        assert time.time() < deadline
+        time.sleep(0.5)
+    resumed = subprocess.run([*SWEEP, "--resume", str(out), "--slots", "2"], cwd=REPO, capture_output=True, text=True,
+                             timeout=900)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert_four_completed(out)
+    assert run_json(out / finished[0])["attempts"] == attempts  # kept, not run again
+    assert len(run_json(out / partial[0])["attempts"]) == 2  # resumed with run --resume
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["attempts"][-1]["kept"] >= 1 and record["attempts"][-1]["command"].endswith("--slots 2")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_sweep_joins_a_ray_head_started_with_ray_start(tmp_path):
+    needs_ray()
+    ray = Path(sys.executable).with_name("ray")
+    port = free_port()
+    # --block keeps `ray start` in the foreground: the head is this process group, stopped below by its id
+    # (not `ray stop`, which would stop every Ray on the machine)
+    head = subprocess.Popen([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
+                             "--block"], start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        out = tmp_path / "joined"
+        args = ["--recipes", "smoke", "--epochs", "1", "--address", f"127.0.0.1:{port}", "--output", str(out)]
+        done = subprocess.run([*SWEEP, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        record = json.loads((out / "sweep.json").read_text())
+        assert record["attempts"][0]["address"] == f"127.0.0.1:{port}" and record["runs"][0]["status"] == "completed"
+        assert run_json(out / "smoke-seed0")["status"] == "completed"
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # its clean shutdown can take a minute; nothing here needs it
+            os.killpg(head.pid, signal.SIGKILL)
+            head.wait()
+
+
+def test_sweep_folder_layout(tmp_path):
+    layout = SweepDir(tmp_path / "s")
+    assert layout.manifest.name == "sweep.json" and layout.log("a").parent.name == "logs"
+
+
+def test_a_failed_run_is_recorded_with_its_one_line_error_and_the_rest_go_on(tmp_path):
+    needs_ray()
+    out = tmp_path / "nodata"
+    args = ["--recipes", "cpu", "--seeds", "0", "1", "--data", str(tmp_path / "missing.tar.gz"), "--output", str(out)]
+    done = subprocess.run([*SWEEP, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: 2 of 2 runs failed (each named above and in {out / 'sweep.json'}): fix the cause, then sweep "
+        f"--resume {out} runs them again."
+    )
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["status"] == "failed" and [r["status"] for r in record["runs"]] == ["failed", "failed"]
+    for run in record["runs"]:  # one slot: the second ran after the first had failed
+        assert run["exit_code"] == 2 and run["error"].startswith(f"CIFAR-100 data not found at {tmp_path}")
+        assert f"failed {run['name']} (" in done.stdout
