@@ -4,6 +4,7 @@ still gets its complete report, and the report says which classes had no test im
 import json
 
 import numpy as np
+import pytest
 
 from cifar100_helpers import config, evaluation, pipeline
 
@@ -23,6 +24,7 @@ def test_per_class_accuracy_of_an_absent_class_is_unknown_not_zero():
     assert ranked == {"best": [["c", 1.0], ["a", 0.5]], "worst": [["a", 0.5], ["c", 1.0]]}
 
 
+@pytest.mark.slow  # make test-slow: heavy
 def test_report_completes_when_the_test_split_lacks_classes(rewrite, tmp_path):
     data = rewrite("test", drop_test_classes)
     cfg = config.make_config("cpu", epochs=1, widths=(8, 16, 16), batch_size=64, data=str(data), verify=False)

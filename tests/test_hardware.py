@@ -120,6 +120,7 @@ def test_training_runs_with_what_place_picks(kind, expected):
     assert record["global_batch"] == 16 * expected["replicas"]
 
 
+@pytest.mark.slow  # make test-slow: heavy
 def test_bench_at_three_replicas():
     """scratch at 3 replicas used to ask for 3 x 1024 images of a 2,700-image set (StopIteration)."""
     row = simulate("bench3")

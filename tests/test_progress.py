@@ -6,6 +6,8 @@ import sys
 import threading
 import time
 
+import pytest
+
 from cifar100_helpers import config, data, models, progress, training
 from cifar100_helpers.layout import RunDir
 
@@ -50,6 +52,7 @@ def test_epoch_lines_and_tensorboard_events(archive, tmp_path):
     assert {"epoch_loss", "epoch_accuracy"} <= tags["validation"]
 
 
+@pytest.mark.slow  # make test-slow: heavy
 def test_run_prints_each_epoch_as_it_ends_into_a_log_file(tmp_path):
     """Output redirected to a file (CI, nohup): the epoch lines arrive before notebook 04 starts."""
     log = tmp_path / "run.log"

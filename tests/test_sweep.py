@@ -92,6 +92,7 @@ def two_by_two(tmp_path_factory):
     return out, done.stdout
 
 
+@pytest.mark.slow  # make test-slow: heavy
 def test_two_by_two_sweep_on_a_local_ray(two_by_two):
     out, stdout = two_by_two
     assert_four_completed(out)
