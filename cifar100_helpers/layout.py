@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import tempfile
 from dataclasses import dataclass
@@ -141,3 +143,22 @@ def write_atomic(path: Path, text: str) -> None:
         f.write(text)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def exclusive(handle, busy: str, holder: str):
+    """Hold an exclusive lock on the open file ``handle`` for the block (the system releases it if the
+    process dies) and write ``holder`` into it; if another process holds it, a RunError
+    ``busy`` (its "{holder}" replaced) names that process. Where the file system cannot lock, go unguarded."""
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        raise RunError(busy.replace("{holder}", handle.read().strip() or "another process")) from None
+    except OSError:  # no locks on this file system (some network mounts)
+        pass
+    with contextlib.suppress(OSError):
+        handle.truncate(0)
+        handle.write(f"{holder}\n")
+        handle.flush()
+    yield

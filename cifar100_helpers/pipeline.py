@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
-import fcntl
 import json
 import os
 import re
@@ -21,7 +20,7 @@ from . import compare as runs
 from . import data, manifest, progress
 from .config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
 from .errors import ConfigError, RunError
-from .layout import RunDir, write_atomic
+from .layout import RunDir, exclusive, write_atomic
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -143,21 +142,8 @@ def locked(run: RunDir):
         handle = open(run.lock, "a+")  # noqa: SIM115 (closed below, after the run)
     except OSError as exc:
         raise RunError(write_failure(exc, run)) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise RunError(
-                f"{run.root} is in use by {handle.read().strip() or 'another process'}: a run directory takes one "
-                "process at a time; wait for that one to finish (or stop it), then --resume."
-            ) from None
-        except OSError:  # no locks on this file system (some network mounts)
-            pass
-        with contextlib.suppress(OSError):
-            handle.truncate(0)
-            handle.write(f"pid {os.getpid()}\n")
-            handle.flush()
+    busy = f"{run.root} is in use by {{holder}}: a run directory takes one process at a time; wait for that one to "
+    with handle, exclusive(handle, busy + "finish (or stop it), then --resume.", f"pid {os.getpid()}"):
         yield run
 
 

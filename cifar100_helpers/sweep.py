@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import fcntl
 import itertools
 import json
 import os
@@ -25,7 +24,7 @@ from pathlib import Path
 from . import compare, manifest
 from .errors import Cifar100Error, ConfigError, Interrupted, RunError
 from .kernel import END_WITH_PARENT, terminate_as_interrupt
-from .layout import SweepDir, write_atomic
+from .layout import SweepDir, exclusive, write_atomic
 
 RAY_MISSING = "sweep needs Ray: pip install -e .[sweep]"
 LOCAL_OBJECT_STORE = 100 * 2**20  # tasks return small dicts only; Ray's default would take 30% of the memory
@@ -183,19 +182,8 @@ def reconcile(run: dict) -> None:
 @contextlib.contextmanager
 def locked(sweep: SweepDir):
     """One ``sweep`` process per sweep folder (an exclusive lock, released by the system if it dies)."""
-    with open(sweep.lock, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise RunError(f"{sweep.root} is in use by {handle.read().strip() or 'another process'}: wait for that "
-                           "sweep to finish (or stop it), then sweep --resume.") from None  # fmt: skip
-        except OSError:  # no locks on this file system (some network mounts)
-            pass
-        with contextlib.suppress(OSError):
-            handle.truncate(0)
-            handle.write(f"sweep pid {os.getpid()}\n")
-            handle.flush()
+    busy = f"{sweep.root} is in use by {{holder}}: wait for that sweep to finish (or stop it), then sweep --resume."
+    with open(sweep.lock, "a+") as handle, exclusive(handle, busy, f"sweep pid {os.getpid()}"):
         yield sweep
 
 
