@@ -61,4 +61,5 @@ def test_run_prints_each_epoch_as_it_ends_into_a_log_file(tmp_path):
         subprocess.run([*command, "--output", str(tmp_path / "r")], stdout=out, cwd=REPO, timeout=600, check=True)
     text = log.read_text()
     assert text.index("epoch 1/2: loss") < text.index("epoch 2/2: loss") < text.index("running 04_results.ipynb")
+    assert text.index("running 04_results.ipynb") < text.index("04: predicting the test") < text.index("04: Grad-CAM")
     assert "Epoch 1/2" not in text and "━" not in text  # no Keras progress output
