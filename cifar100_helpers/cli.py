@@ -1,10 +1,11 @@
-"""Command line: ``python -m cifar100_helpers run|compare|bench|gpu-check|predict|export|sweep``.
+"""Command line: ``python -m cifar100_helpers run|compare|bench|gpu-check|predict|export|sweep|tune``.
 Mistakes print one line, not a traceback."""
 
 from __future__ import annotations
 
 import argparse
 import ast
+import json
 import logging
 import sys
 import time
@@ -87,7 +88,26 @@ def parser() -> argparse.ArgumentParser:
     gpu.add_argument("--output", type=Path, help="JSON file (default: outputs/gpu-check-<date>-<time>.json)")
     add_model_commands(commands)
     add_sweep_command(commands)
+    add_tune_command(commands)
     return top
+
+
+def add_tune_command(commands) -> None:
+    """``tune``: judge a recipe change on the validation split (tune.py)."""
+    tune = commands.add_parser(
+        "tune", help="train a recipe (with --set changes) and score it on the validation split only",
+        description="Train exactly as a run does, then print validation top-1 for each test-time augmentation and "
+        "the training minutes, into OUTPUT/validation.json. The test split is never read: use it to choose "
+        "recipe changes.",
+    )  # fmt: skip
+    tune.add_argument("--recipe", help=f"one of {', '.join(RECIPE_NAMES)} (default: auto)")
+    tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                      help="a config change to judge, e.g. --set widths=[64,160,320] (repeatable)")  # fmt: skip
+    add_data_options(tune)
+    tune.add_argument("--seed", type=int, help="random seed (default 0)")
+    tune.add_argument("--output", type=Path, help="folder (default: outputs/tuning/<recipe>-<date>-<time>); "
+                      "an existing one continues its training")  # fmt: skip
+    tune.set_defaults(epochs=None, weights=None, allow_over_budget=False, deterministic=False)
 
 
 def add_sweep_command(commands) -> None:
@@ -235,6 +255,15 @@ def sweep_command(args: argparse.Namespace) -> None:
     print(sweep.summary(done))
 
 
+def tune_command(args: argparse.Namespace) -> None:
+    from . import tune
+
+    cfg = config_from_args(args)
+    output = args.output or Path(f"outputs/tuning/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+    result = tune.validate(cfg, output, dict(parse_setting(s) for s in args.set))
+    print(json.dumps(result["val_top1"]), f"{result['training_minutes']} min of training; {output}/validation.json")
+
+
 def bench_command(args: argparse.Namespace) -> None:
     from . import bench
 
@@ -280,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"run": run_command, "compare": compare_command, "bench": bench_command}
         commands["gpu-check"] = gpu_check_command
-        commands |= {"predict": predict_command, "export": export_command, "sweep": sweep_command}
+        commands |= {"predict": predict_command, "export": export_command, "sweep": sweep_command, "tune": tune_command}
         commands[args.command](args)
     except Cifar100Error as exc:
         print(f"error: {exc}", file=sys.stderr)

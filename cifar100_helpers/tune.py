@@ -1,0 +1,43 @@
+"""Judge a recipe change on the validation split only: train a config exactly as a run does, then
+score the held-out 5,000 training images with each test-time augmentation. The test split is
+never read, so a table of such results can steer a recipe without overfitting the test set."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from . import data, evaluation, hardware, manifest, models, training
+from .config import TTA_MODES, RunConfig
+from .layout import RunDir, write_atomic
+
+
+def validate(cfg: RunConfig, folder: Path, changes: dict) -> dict:
+    """Train ``cfg`` into ``folder`` (resumable like a run) and return validation top-1 per TTA mode,
+    training minutes and what was changed; the result is also written to ``folder``/validation.json."""
+    if not cfg.val_fraction:
+        raise ValueError("tune needs a validation split: val_fraction must be above 0.")
+    run = RunDir(folder).create()
+    strategy, placement = hardware.place(cfg)
+    ds = data.load_for(cfg, run)
+    with strategy.scope():
+        model = models.build(cfg, ds.train.x[:5000])
+    started = time.time()
+    history = training.train(model, ds, cfg, run, interactive=False, strategy=strategy, placement=placement)
+    top1 = {
+        mode: evaluation.top_k_accuracy(evaluation.predict(model, ds.val.x, mode), ds.val.fine, 1) for mode in TTA_MODES
+    }
+    result = {
+        "changes": changes,
+        "recipe": cfg.recipe,
+        "seed": cfg.seed,
+        "val_top1": top1,
+        "training_minutes": round(sum(r["seconds"] for r in history) / 60, 2),
+        "wall_minutes": round((time.time() - started) / 60, 2),
+        "epochs": len(history),
+        **manifest.git_state(Path(__file__).resolve().parent.parent),
+        "hardware": manifest.hardware(),
+    }
+    write_atomic(run.root / "validation.json", json.dumps(result, indent=1))
+    return result
