@@ -28,8 +28,9 @@ class RunConfig:
     epochs: int = EPOCH_BUDGET
     batch_size: int = 256  # per replica, as tuned on one device
     max_global_batch: int = 1024  # with several replicas the per-replica batch shrinks to stay at or below this
-    optimizer: str = "sgd"  # "sgd" (Nesterov momentum), "adamw" or "rmsprop"
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum), "muon" (muon.py: conv filters by Muon), "adamw", "rmsprop"
     learning_rate: float = 0.1  # peak value, reached after the warm-up
+    muon_learning_rate: float = 0.0  # optimizer "muon": the conv filters' peak step (relative to their norm)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_epochs: float = 1.0
@@ -191,7 +192,8 @@ def from_parameters(recipe: str, data=None, verify=None, epochs=None, seed=0, ov
 
 RANGES = {  # the interval each number (each element of a list) must lie in; "epochs" stands for cfg.epochs
     "epochs": "[1, inf)", "batch_size": "[1, inf)", "max_global_batch": "[1, inf)", "learning_rate": "(0, inf)",
-    "momentum": "[0, 1)", "weight_decay": "[0, inf)", "warmup_epochs": "[0, epochs]", "label_smoothing": "[0, 1)",
+    "momentum": "[0, 1)", "muon_learning_rate": "[0, inf)", "weight_decay": "[0, inf)",
+    "warmup_epochs": "[0, epochs]", "label_smoothing": "[0, 1)",
     "crop_pad": "[0, inf)", "crop_scale": "[0, 1)", "randaugment": "[0, 1]", "mixup": "[0, inf)",
     "cutmix": "[0, inf)", "ema": "[0, 1)", "widths": "[1, inf)", "bn_momentum": "[0, 1)", "image_size": "[16, inf)",
     "start_size": "[0, inf)", "dropout": "[0, 1)", "head_filters": "[0, inf)", "head_units": "[0, inf)",
@@ -199,7 +201,7 @@ RANGES = {  # the interval each number (each element of a list) must lie in; "ep
 }  # fmt: skip
 CHOICES = {
     "recipe": tuple(RECIPES), "model": ("airbench", "seed", "transfer"),  # models.BUILDERS
-    "optimizer": ("sgd", "adamw", "rmsprop"), "schedule": ("cosine", "constant"), "tta": TTA_MODES,
+    "optimizer": ("sgd", "muon", "adamw", "rmsprop"), "schedule": ("cosine", "constant"), "tta": TTA_MODES,
 }  # fmt: skip
 KINDS = {bool: "True or False", int: "a whole number", float: "a finite number", str: "a string"}
 FLAGS = {"epochs": "--epochs N", "seed": "--seed N", "data": "--data PATH", "weights": "--weights PATH"}
@@ -277,5 +279,9 @@ def validate(cfg: RunConfig) -> None:
             )
         if cfg.model == "seed" and not (cfg.head_filters and cfg.head_units):
             raise ConfigError("the seed head needs head_filters and head_units of at least 1 (--set head_units=256).")
+    if cfg.optimizer == "muon" and not (cfg.muon_learning_rate and cfg.momentum):
+        raise ConfigError(
+            "optimizer muon needs muon_learning_rate and momentum above 0 (--set muon_learning_rate=0.05)."
+        )
     if cfg.start_size and not 16 <= cfg.start_size <= cfg.image_size:
         raise ConfigError(f"start_size {cfg.start_size} must be between 16 and image_size {cfg.image_size}.")

@@ -21,6 +21,7 @@ from .data import Cifar100
 from .errors import ConfigError, RunError, TrainingDiverged
 from .hardware import Placement, scale
 from .layout import RunDir, write_atomic
+from .muon import MuonConvSGD
 from .progress import EpochProgress
 
 HISTORY_FIELDS = (
@@ -55,6 +56,9 @@ def make_optimizer(cfg: RunConfig, steps_per_epoch: int, peak: float | None = No
         return keras.optimizers.RMSprop(lr, weight_decay=decay)
     if cfg.optimizer == "adamw":
         optimizer = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "muon":
+        ratio = cfg.muon_learning_rate / cfg.learning_rate
+        optimizer = MuonConvSGD(lr, muon_ratio=ratio, momentum=cfg.momentum, weight_decay=decay)
     else:
         optimizer = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=decay)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])

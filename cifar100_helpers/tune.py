@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import data, evaluation, hardware, manifest, models, training
 from .config import TTA_MODES, RunConfig
+from .errors import ConfigError
 from .layout import RunDir, write_atomic
 
 
@@ -17,7 +18,7 @@ def validate(cfg: RunConfig, folder: Path, changes: dict) -> dict:
     """Train ``cfg`` into ``folder`` (resumable like a run) and return validation top-1 per TTA mode,
     training minutes and what was changed; the result is also written to ``folder``/validation.json."""
     if not cfg.val_fraction:
-        raise ValueError("tune needs a validation split: val_fraction must be above 0.")
+        raise ConfigError("tune scores the validation split, so val_fraction must be above 0 (--set val_fraction=0.1).")
     run = RunDir(folder).create()
     strategy, placement = hardware.place(cfg)
     ds = data.load_for(cfg, run)
