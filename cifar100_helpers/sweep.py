@@ -373,8 +373,8 @@ def finish(ray, ref, run: dict, quiet: bool = False) -> None:
 
 def remote_runner(ray, gpus: bool):
     """The Ray task that runs one grid point on the node Ray picks (one CPU, one GPU where the cluster has GPUs;
-    ``--slots`` caps how many run at once). Its body uses only the standard library, so Ray ships it by value
-    and a worker never imports this package or TensorFlow: the run's own process does."""
+    ``--slots`` caps how many run at once). Its body uses only the standard library and Ray, so Ray ships it by
+    value and a worker never imports this package or TensorFlow: the run's own process does."""
 
     def execute_point(run_dir: str, arguments: list[str], log: str, omp_threads: str | None) -> dict:
         import json
@@ -388,7 +388,10 @@ def remote_runner(ray, gpus: bool):
         import time
         from pathlib import Path
 
-        root, node, started = Path(run_dir), socket.gethostname(), time.perf_counter()
+        import ray
+
+        node = f"{socket.gethostname()} (Ray node {ray.get_runtime_context().get_node_id()[:8]})"
+        root, started = Path(run_dir), time.perf_counter()
         if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # inherited from a sweep started in the background
             signal.signal(signal.SIGINT, signal.default_int_handler)  # Ray's cancel needs it (interrupt_main)
         try:

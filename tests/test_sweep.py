@@ -159,31 +159,57 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_sweep_joins_a_ray_head_started_with_ray_start(tmp_path):
-    needs_ray()
+def listening(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def ray_start(*args: str) -> subprocess.Popen:
+    """A Ray node in the foreground (--block) as its own process group, stopped by :func:`ray_stop` (not
+    `ray stop`, which would stop every Ray on the machine). Token authentication as a cluster of Ray 2.59+ has."""
     ray = Path(sys.executable).with_name("ray")
-    port = free_port()
-    # --block keeps `ray start` in the foreground: the head is this process group, stopped below by its id
-    # (not `ray stop`, which would stop every Ray on the machine)
-    head = subprocess.Popen([ray, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false",
-                             "--block"], start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {**os.environ, "RAY_AUTH_MODE": "token"}
+    return subprocess.Popen([ray, "start", *args, "--num-cpus=1", "--block"], start_new_session=True, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+
+
+def ray_stop(node: subprocess.Popen) -> None:
+    os.killpg(node.pid, signal.SIGTERM)
     try:
+        node.wait(timeout=20)
+    except subprocess.TimeoutExpired:  # its clean shutdown can take a minute; nothing here needs it
+        os.killpg(node.pid, signal.SIGKILL)
+        node.wait()
+
+
+@pytest.mark.slow
+def test_sweep_spreads_over_a_two_node_cluster_started_with_ray_start(tmp_path):
+    """Two Ray nodes on this machine stand in for two machines: a head (`ray start --head`) and a node that
+    joins it (`ray start --address`), one CPU each. The sweep joins with --address and each run lands on its
+    own node."""
+    needs_ray()
+    port = free_port()
+    nodes = [ray_start("--head", f"--port={port}", "--include-dashboard=false")]
+    try:
+        address = f"127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not listening(port):
+            time.sleep(1)
+        nodes.append(ray_start(f"--address={address}"))
+        time.sleep(10)  # the second node registers with the head
         out = tmp_path / "joined"
-        args = ["--recipes", "smoke", "--epochs", "1", "--address", f"127.0.0.1:{port}", "--output", str(out)]
+        args = ["--recipes", "smoke", "--seeds", "0", "1", "--epochs", "1", "--address", address, "--slots", "2",
+                "--output", str(out)]  # fmt: skip
         done = subprocess.run([*SWEEP, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
         record = json.loads((out / "sweep.json").read_text())
-        assert record["attempts"][0]["address"] == f"127.0.0.1:{port}" and record["runs"][0]["status"] == "completed"
-        assert run_json(out / "smoke-seed0")["status"] == "completed"
+        assert record["attempts"][0]["address"] == address
+        assert [r["status"] for r in record["runs"]] == ["completed", "completed"]
+        assert len({r["node"] for r in record["runs"]}) == 2, record["runs"]  # one run on each node
+        assert all(run_json(out / f"smoke-seed{n}")["status"] == "completed" for n in (0, 1))
     finally:
-        os.killpg(head.pid, signal.SIGTERM)
-        try:
-            head.wait(timeout=20)
-        except subprocess.TimeoutExpired:  # its clean shutdown can take a minute; nothing here needs it
-            os.killpg(head.pid, signal.SIGKILL)
-            head.wait()
+        for node in reversed(nodes):
+            ray_stop(node)
 
 
 def test_sweep_folder_layout(tmp_path):
