@@ -79,8 +79,9 @@ RECIPES: dict[str, RunConfig] = {
         learning_rate=0.2,
         weight_decay=5e-4,
         label_smoothing=0.2,
-        widths=(64, 128, 256),
+        widths=(64, 160, 320),  # README "Tuning cpu": +1.5 points on validation over 64/128/256, 23 of 30 minutes
         bn_momentum=0.6,
+        tta="flip_translate",
     ),
     "seed": RunConfig(
         recipe="seed",
