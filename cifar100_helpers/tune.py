@@ -8,18 +8,31 @@ import json
 import time
 from pathlib import Path
 
-from . import data, evaluation, hardware, manifest, models, training
+from . import data, evaluation, hardware, manifest, models, pipeline, training
 from .config import TTA_MODES, RunConfig
 from .errors import ConfigError
 from .layout import RunDir, write_atomic
 
 
 def validate(cfg: RunConfig, folder: Path, changes: dict) -> dict:
-    """Train ``cfg`` into ``folder`` (resumable like a run) and return validation top-1 per TTA mode,
-    training minutes and what was changed; the result is also written to ``folder``/validation.json."""
+    """Train ``cfg`` into ``folder`` (resumable like a run: the same command continues it) and return
+    validation top-1 per TTA mode, training minutes and what was changed; the result is also written to
+    ``folder``/validation.json. One process per folder, and a folder keeps its settings."""
     if not cfg.val_fraction:
         raise ConfigError("tune scores the validation split, so val_fraction must be above 0 (--set val_fraction=0.1).")
     run = RunDir(folder).create()
+    with pipeline.locked(run):
+        return train_and_score(cfg, run, changes)
+
+
+def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
+    settings = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as read back from the file
+    if run.config.exists() and json.loads(run.config.read_text()) != settings:
+        raise ConfigError(
+            f"{run.root} holds a training with other settings ({run.config}): choose a new --output, or repeat "
+            "that command's --set values to continue it."
+        )
+    write_atomic(run.config, json.dumps(settings, indent=1))
     strategy, placement = hardware.place(cfg)
     ds = data.load_for(cfg, run)
     with strategy.scope():

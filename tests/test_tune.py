@@ -43,3 +43,12 @@ def test_validate_never_reads_the_test_split(archive, tmp_path, monkeypatch):
     cfg = config.make_config("smoke", generated=False, data=str(archive), widths=(8, 8, 8))
     result = tune.validate(cfg, tmp_path / "t", {})
     assert set(result["val_top1"]) == set(config.TTA_MODES)
+
+
+def test_tune_into_a_folder_of_other_settings_is_refused(tmp_path, capsys):
+    out = tmp_path / "t"
+    assert cli.main(["tune", "--recipe", "smoke", "--set", "widths=[8,8,16]", "--output", str(out)]) == 0
+    before = (out / "history.csv").read_text()
+    err = one_line_error(capsys, "tune", "--recipe", "smoke", "--set", "widths=[8,8,8]", "--output", out)
+    assert "holds a training with other settings" in err
+    assert (out / "history.csv").read_text() == before  # nothing retrained or lost
