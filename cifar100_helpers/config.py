@@ -38,6 +38,7 @@ class RunConfig:
     label_smoothing: float = 0.0
     crop_pad: int = 4  # random translation of up to this many pixels; 0 turns it off
     flip: bool = True  # random horizontal flips in training
+    alternating_flip: bool = False  # with flip: each image's flip alternates from epoch to epoch, starting at random
     crop_scale: float = 0.0  # random-resized-crop: smallest fraction of the image area kept; 0 turns it off
     randaugment: float = 0.0  # RandAugment strength in [0, 1]: magnitudes up to this share of each op's maximum
     # (augment.py, per image); 0 turns it off
@@ -284,5 +285,7 @@ def validate(cfg: RunConfig) -> None:
         raise ConfigError(
             "optimizer muon needs muon_learning_rate and momentum above 0 (--set muon_learning_rate=0.05)."
         )
+    if cfg.alternating_flip and not cfg.flip:
+        raise ConfigError("alternating_flip alternates the training flips, so it needs flip=True (--set flip=True).")
     if cfg.start_size and not 16 <= cfg.start_size <= cfg.image_size:
         raise ConfigError(f"start_size {cfg.start_size} must be between 16 and image_size {cfg.image_size}.")

@@ -4,6 +4,7 @@ never read, so a table of such results can steer a recipe without overfitting th
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -13,11 +14,16 @@ from .config import TTA_MODES, RunConfig
 from .errors import ConfigError
 from .layout import RunDir, write_atomic
 
+HOLDOUT = 0.1  # of the training split, when the recipe itself holds out nothing
+
 
 def validate(cfg: RunConfig, folder: Path, changes: dict) -> dict:
     """Train ``cfg`` into ``folder`` (resumable like a run: the same command continues it) and return
     validation top-1 per TTA mode, training minutes and what was changed; the result is also written to
-    ``folder``/validation.json. One process per folder, and a folder keeps its settings."""
+    ``folder``/validation.json. One process per folder, and a folder keeps its settings. A recipe that
+    trains on every training image (val_fraction 0, like ``cpu``) is tuned with HOLDOUT of them held out."""
+    if not cfg.val_fraction and "val_fraction" not in changes:
+        cfg = dataclasses.replace(cfg, val_fraction=HOLDOUT)
     if not cfg.val_fraction:
         raise ConfigError("tune scores the validation split, so val_fraction must be above 0 (--set val_fraction=0.1).")
     run = RunDir(folder).create()
@@ -47,6 +53,7 @@ def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
         "recipe": cfg.recipe,
         "seed": cfg.seed,
         "val_top1": top1,
+        "validation_images": len(ds.val),
         "training_minutes": round(sum(r["seconds"] for r in history) / 60, 2),
         "wall_minutes": round((time.time() - started) / 60, 2),
         "epochs": len(history),

@@ -5,7 +5,7 @@ import json
 import nbformat
 import pytest
 
-from cifar100_helpers import cli, config, pipeline
+from cifar100_helpers import cli, config, pipeline, training
 from cifar100_helpers.errors import RunError
 
 
@@ -111,3 +111,13 @@ def test_output_that_cannot_be_created(tmp_path):
     blocker.write_text("")
     with pytest.raises(RunError, match="writable folder"):
         pipeline.run(config.make_config("smoke"), blocker / "run")
+
+
+@pytest.mark.slow  # a second smoke pipeline run: about 60 s on the 2-core machine
+def test_a_run_that_holds_out_nothing_completes(tmp_path):
+    """cpu trains on every training image (val_fraction 0): each notebook copes without a validation split."""
+    run = pipeline.run(config.make_config("smoke", val_fraction=0.0), tmp_path / "run")
+    assert json.loads(run.manifest.read_text())["status"] == "completed"
+    assert [row["val_accuracy"] for row in training.read_history(run.history)] == [None]
+    results = nbformat.read(run.notebook("04_results.ipynb"), as_version=4)
+    assert "no validation split" in json.dumps(results.cells)

@@ -52,3 +52,11 @@ def test_tune_into_a_folder_of_other_settings_is_refused(tmp_path, capsys):
     err = one_line_error(capsys, "tune", "--recipe", "smoke", "--set", "widths=[8,8,8]", "--output", out)
     assert "holds a training with other settings" in err
     assert (out / "history.csv").read_text() == before  # nothing retrained or lost
+
+
+def test_a_recipe_that_holds_out_nothing_is_tuned_on_a_holdout(archive, tmp_path):
+    """cpu trains on all 50,000 training images; tune still judges it on images it did not train on."""
+    cfg = config.make_config("smoke", generated=False, data=str(archive), widths=(8, 8, 8), val_fraction=0.0)
+    result = tune.validate(cfg, tmp_path / "t", {})
+    assert result["validation_images"] == round(tune.HOLDOUT * 2000)  # the generated archive: 2,000 training images
+    assert json.loads((tmp_path / "t" / "config.json").read_text())["val_fraction"] == tune.HOLDOUT
