@@ -85,7 +85,9 @@ def test_weight_ema_with_few_steps_saves_what_validation_measured(archive, tmp_p
     """A 0.999 average over ~100 steps used to keep most of the step-1 weights in the saved model
     while history.csv showed the raw weights' validation. Now validation runs on the average, with
     its own BatchNorm statistics, and the saved model is exactly what was validated."""
-    cfg = config.make_config("cpu", epochs=3, batch_size=64, learning_rate=0.1, ema=0.999, verify=False)
+    cfg = config.make_config(
+        "cpu", epochs=3, batch_size=64, learning_rate=0.1, ema=0.999, verify=False, val_fraction=0.1
+    )
     ds = data.load(archive, verify=False, val_fraction=cfg.val_fraction)
     run = RunDir(tmp_path / "run").create()
     history = training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
