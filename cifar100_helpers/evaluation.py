@@ -110,14 +110,16 @@ def summarize(
             metrics[f"top{k}{suffix}_ci95"] = bootstrap_interval(correct, seed=cfg.seed)
     if probs_tta is not None:
         metrics["tta"] = cfg.tta
-    if val_probs is not None and len(val_probs):
+    metrics["calibration"] = {
+        "ece": expected_calibration_error(probs, labels),
+        "nll": negative_log_likelihood(probs, labels),
+    }
+    if val_probs is not None and len(val_probs):  # a temperature needs a validation split to be fitted on
         temperature = fit_temperature(val_probs, ds.val.fine)
         scaled = with_temperature(probs, temperature)
-        metrics["calibration"] = {
+        metrics["calibration"] |= {
             "temperature": round(temperature, 4),
-            "ece": expected_calibration_error(probs, labels),
             "ece_scaled": expected_calibration_error(scaled, labels),
-            "nll": negative_log_likelihood(probs, labels),
             "nll_scaled": negative_log_likelihood(scaled, labels),
         }
     return metrics

@@ -105,13 +105,16 @@ def sorted_class_accuracy(class_accuracy: dict[str, float]) -> plt.Figure:
     return fig
 
 
-def reliability(probs: np.ndarray, scaled: np.ndarray, labels: np.ndarray, temperature: float) -> plt.Figure:
-    """Reliability diagram and confidence histogram, before and after temperature scaling."""
+def reliability(
+    probs: np.ndarray, labels: np.ndarray, scaled: np.ndarray | None = None, temperature: float | None = None
+) -> plt.Figure:
+    """Reliability diagram and confidence histogram, and after temperature scaling where one was fitted."""
     from .evaluation import calibration_bins, expected_calibration_error
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
     left.plot([0, 1], [0, 1], "k:", label="perfect calibration")
-    for p, name in ((probs, "as trained"), (scaled, f"temperature {temperature:.2f}")):
+    shown = [(probs, "as trained")] + ([(scaled, f"temperature {temperature:.2f}")] if scaled is not None else [])
+    for p, name in shown:
         b = calibration_bins(p, labels)
         used = b["count"] > 0
         ece = expected_calibration_error(p, labels)

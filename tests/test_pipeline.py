@@ -120,4 +120,6 @@ def test_a_run_that_holds_out_nothing_completes(tmp_path):
     assert json.loads(run.manifest.read_text())["status"] == "completed"
     assert [row["val_accuracy"] for row in training.read_history(run.history)] == [None]
     results = nbformat.read(run.notebook("04_results.ipynb"), as_version=4)
-    assert "no validation split" in json.dumps(results.cells)
+    assert "no temperature is fitted" in json.dumps(results.cells)
+    calibration = json.loads(run.metrics.read_text())["calibration"]
+    assert set(calibration) == {"ece", "nll"} and run.figure("calibration").exists()
