@@ -82,13 +82,16 @@ def class_accuracy_bars(classes: dict[str, list]) -> plt.Figure:
 
 
 def show(fig: plt.Figure, path) -> None:
-    """Save ``fig`` as PNG at ``path`` (stable names, for reuse) and display it in the notebook."""
-    from IPython.display import display
+    """Save ``fig`` as PNG at ``path`` (stable names, for reuse) and display that PNG in the notebook.
+    The file itself is shown, not the figure: a figure displays as text only (``<Figure size ...>``) in a
+    kernel whose matplotlib backend is not the inline one, as in the pipeline's kernel, where TensorFlow
+    imports matplotlib before ipykernel can choose the backend."""
+    from IPython.display import Image, display
 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
-    display(fig)
     plt.close(fig)
+    display(Image(filename=str(path)))
 
 
 def sorted_class_accuracy(class_accuracy: dict[str, float]) -> plt.Figure:

@@ -40,7 +40,10 @@ def test_smoke_run_produces_every_artifact(smoke_run):
 def test_report_is_self_contained_and_flags_generated_data(smoke_run):
     html = smoke_run.report.read_text()
     assert "GENERATED DATA" in html[: html.index("Test top-1")]
-    assert 'src="http' not in html and "data:image/png;base64" in html
+    assert 'src="http' not in html
+    figures = list(smoke_run.figures.glob("*.png"))
+    assert html.count("data:image/png;base64") >= len(figures) >= 14  # every figure embedded, not its repr
+    assert "<Figure size" not in html
     assert "cfg = config.from_parameters" not in html  # code hidden
     for section in ("Calibration", "Grad-CAM", "Most-confused pairs", "Every class", "The training story"):
         assert section in html
