@@ -43,7 +43,7 @@ def test_report_is_self_contained_and_flags_generated_data(smoke_run):
     assert 'src="http' not in html
     figures = list(smoke_run.figures.glob("*.png"))
     assert html.count("data:image/png;base64") >= len(figures) >= 14  # every figure embedded, not its repr
-    assert "<Figure size" not in html
+    assert "Figure size" not in html  # the text a figure displays as when it is not rendered
     assert "cfg = config.from_parameters" not in html  # code hidden
     for section in ("Calibration", "Grad-CAM", "Most-confused pairs", "Every class", "The training story"):
         assert section in html
