@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from .errors import BudgetError, ConfigError
 
 EPOCH_BUDGET = 10  # the study's rule: at most 10 passes over the training data
-TTA_MODES = ("none", "flip", "flip_translate")
+TTA_MODES = ("none", "flip", "flip_translate", "flip_grid")  # evaluation.TTA_VIEWS
 BACKBONE_NAMES = (
     "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
     "EfficientNetV2S", "EfficientNetV2M", "EfficientNetV2L",
@@ -45,7 +45,7 @@ class RunConfig:
     mixup: float = 0.0  # MixUp alpha; 0 turns it off
     cutmix: float = 0.0  # CutMix factor; 0 turns it off
     ema: float = 0.0  # momentum of the weight EMA (after its warm-up, see training.WeightEMA); 0 turns it off
-    tta: str = "flip"  # test-time augmentation reported beside plain accuracy: "none", "flip", "flip_translate"
+    tta: str = "flip"  # test-time augmentation reported beside plain accuracy: one of TTA_MODES
     widths: tuple[int, ...] = (64, 128, 256)
     bn_momentum: float = 0.9
     image_size: int = 32  # what the network sees; CIFAR's 32x32 images are resized inside the model

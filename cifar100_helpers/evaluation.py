@@ -20,15 +20,22 @@ def translated(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
     return padded[:, pad - dy : pad - dy + h, pad - dx : pad - dx + w]
 
 
+# Each TTA mode: whether the mirror image is added, and the (dy, dx) shifts applied to every view.
+TTA_VIEWS = {
+    "none": (False, ((0, 0),)),
+    "flip": (True, ((0, 0),)),
+    "flip_translate": (True, ((0, 0), (-1, -1), (1, 1))),
+    "flip_grid": (True, tuple((dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2))),
+}
+
+
 def tta_views(images: np.ndarray, mode: str) -> list[np.ndarray]:
     """The test-time views averaged by ``mode``: none, flip (image and mirror), flip_translate
-    (both, each also shifted one pixel up-left and down-right)."""
-    views = [images]
-    if mode in ("flip", "flip_translate"):
-        views.append(images[:, :, ::-1])
-    if mode == "flip_translate":
-        views += [translated(v, d, d) for v in views[:2] for d in (-1, 1)]
-    return views
+    (both, each also shifted one pixel up-left and down-right: 6 views), flip_grid (both at the nine
+    shifts of 0 or 2 pixels each way: 18 views)."""
+    mirror, shifts = TTA_VIEWS[mode]
+    bases = [images, images[:, :, ::-1]] if mirror else [images]
+    return [translated(v, dy, dx) if dy or dx else v for dy, dx in shifts for v in bases]
 
 
 def predict(model: keras.Model, images: np.ndarray, tta: str = "none", batch_size: int = 500) -> np.ndarray:

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from cifar100_helpers import evaluation
+from cifar100_helpers import config, evaluation
 
 PROBS = np.array(
     [
@@ -47,7 +47,16 @@ def test_tta_views():
     assert len(flip) == 2 and np.array_equal(flip[1], images[:, :, ::-1])
     views = evaluation.tta_views(images, "flip_translate")
     assert len(views) == 6
-    assert np.array_equal(views[3][:, 1:, 1:], images[:, :-1, :-1])  # shifted down-right by one pixel
+    assert np.array_equal(views[4][:, 1:, 1:], images[:, :-1, :-1])  # shifted down-right by one pixel
+    assert np.array_equal(views[5][:, 1:, 1:], images[:, :-1, :0:-1])  # the mirror, shifted down-right
+    grid = evaluation.tta_views(images, "flip_grid")
+    assert len(grid) == 18
+    expected = [evaluation.translated(v, dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2) for v in flip]
+    assert all(np.array_equal(a, b) for a, b in zip(grid, expected, strict=True))
+
+
+def test_every_tta_mode_has_views():
+    assert set(evaluation.TTA_VIEWS) == set(config.TTA_MODES)
 
 
 def test_translated_fills_by_reflection():

@@ -169,7 +169,7 @@ def test_resume_with_invalid_json_names_the_file(tmp_path, capsys, damaged):
         ("optimizer=muon", "optimizer muon needs muon_learning_rate and momentum above 0"),
         ("muon_learning_rate=-0.1", "muon_learning_rate must lie in [0, inf)"),
         ("schedule=linear", "schedule must be one of cosine, constant"),
-        ("tta=all", "tta must be one of none, flip, flip_translate"),
+        ("tta=all", "tta must be one of none, flip, flip_translate, flip_grid"),
         ("model=resnet", "model must be one of airbench, seed, transfer"),
         ("recipe=cpu", "choose the recipe with --recipe cpu, not --set recipe=..."),
         ("verify=yes", "verify must be True or False"),

@@ -28,7 +28,8 @@ def alive(pid: int) -> bool:
     return not state.startswith("Z")
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, pytest.param(signal.SIGKILL, marks=pytest.mark.slow)])
+@pytest.mark.slow  # a smoke run through the pipeline per signal: make test-slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
 def test_killing_run_alone_takes_its_kernel_with_it(signum, tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, "-m", "cifar100_helpers", "run", "--recipe", "smoke", "--epochs", "3"]

@@ -32,6 +32,7 @@ def test_kernels_keep_their_norm_and_step_by_the_muon_rate():
     np.testing.assert_allclose(np.asarray(bias), np.asarray(reference))  # the rest is plain Nesterov SGD
 
 
+@pytest.mark.slow  # training to a learning threshold (make test-slow)
 def test_muon_recipe_learns_and_its_model_reloads(archive, tmp_path):
     cfg = config.make_config(
         "cpu", epochs=3, batch_size=64, learning_rate=0.1, optimizer="muon", muon_learning_rate=0.05, verify=False

@@ -26,7 +26,6 @@ def small_data(archive):
 # seed (EfficientNetV2L) and transfer take minutes on a CPU: their real training steps are taken in
 # the slow pipeline tests below (make test-slow), cpu and scratch here and there.
 HEAVY = {"seed", "transfer"}
-EACH_RECIPE = [pytest.param(r, marks=pytest.mark.slow) if r in HEAVY else r for r in sorted(SMALL)]
 
 
 @pytest.mark.parametrize("recipe", sorted(set(SMALL) - HEAVY))
@@ -90,7 +89,8 @@ def test_progressive_size_off():
     assert training.image_size_for_epoch(0, epochs=10, start=0, end=32) == 32
 
 
-@pytest.mark.parametrize("recipe", EACH_RECIPE)
+@pytest.mark.slow  # a pipeline run each (make test-slow); make test runs smoke's (nbval, test_pipeline)
+@pytest.mark.parametrize("recipe", sorted(SMALL))
 def test_recipe_runs_through_the_pipeline_in_smoke_size(recipe, tmp_path):
     from cifar100_helpers import pipeline
 

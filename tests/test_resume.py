@@ -17,6 +17,8 @@ from cifar100_helpers.training import read_history
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow  # three smoke runs through the pipeline: make test-slow
+
 SMOKE = ["--recipe", "smoke", "--epochs", "3", "--deterministic", "--seed", "7"]
 
 

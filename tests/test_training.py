@@ -31,6 +31,7 @@ def test_weight_decay_skips_batchnorm_and_biases():
     assert optimizer._use_weight_decay(kernel) and not optimizer._use_weight_decay(gamma)
 
 
+@pytest.mark.slow  # 10 epochs of a small cpu network (make test-slow)
 def test_cpu_recipe_learns_generated_data(archive, tmp_path):
     """A short training of the cpu recipe beats chance (1%) by a wide margin."""
     cfg = config.make_config("cpu", epochs=4, batch_size=64, learning_rate=0.1, verify=False)
