@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import keras
 import numpy as np
@@ -29,19 +30,21 @@ TTA_VIEWS = {
 }
 
 
-def tta_views(images: np.ndarray, mode: str) -> list[np.ndarray]:
-    """The test-time views averaged by ``mode``: none, flip (image and mirror), flip_translate
-    (both, each also shifted one pixel up-left and down-right: 6 views), flip_grid (both at the nine
-    shifts of 0 or 2 pixels each way: 18 views)."""
+def tta_views(images: np.ndarray, mode: str) -> Iterator[np.ndarray]:
+    """The test-time views averaged by ``mode``, one at a time: none, flip (image and mirror),
+    flip_translate (both, each also shifted one pixel up-left and down-right: 6 views), flip_grid (both at
+    the nine shifts of 0 or 2 pixels each way: 18 views)."""
     mirror, shifts = TTA_VIEWS[mode]
     bases = [images, images[:, :, ::-1]] if mirror else [images]
-    return [translated(v, dy, dx) if dy or dx else v for dy, dx in shifts for v in bases]
+    return (translated(v, dy, dx) if dy or dx else v for dy, dx in shifts for v in bases)
 
 
 def predict(model: keras.Model, images: np.ndarray, tta: str = "none", batch_size: int = 500) -> np.ndarray:
-    """Class probabilities averaged over the ``tta`` views of each image."""
-    views = tta_views(images, tta)
-    return sum(model.predict(v, batch_size=batch_size, verbose=0) for v in views) / len(views)
+    """Class probabilities averaged over the ``tta`` views of each image (one view in memory at a time)."""
+    total, count = 0, 0
+    for view in tta_views(images, tta):
+        total, count = total + model.predict(view, batch_size=batch_size, verbose=0), count + 1
+    return total / count
 
 
 def top_k_correct(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -42,14 +42,14 @@ def test_mistake_captions():
 
 def test_tta_views():
     images = np.arange(2 * 4 * 4 * 3, dtype=np.uint8).reshape(2, 4, 4, 3)
-    assert len(evaluation.tta_views(images, "none")) == 1
-    flip = evaluation.tta_views(images, "flip")
+    assert len(list(evaluation.tta_views(images, "none"))) == 1
+    flip = list(evaluation.tta_views(images, "flip"))
     assert len(flip) == 2 and np.array_equal(flip[1], images[:, :, ::-1])
-    views = evaluation.tta_views(images, "flip_translate")
+    views = list(evaluation.tta_views(images, "flip_translate"))
     assert len(views) == 6
     assert np.array_equal(views[4][:, 1:, 1:], images[:, :-1, :-1])  # shifted down-right by one pixel
     assert np.array_equal(views[5][:, 1:, 1:], images[:, :-1, :0:-1])  # the mirror, shifted down-right
-    grid = evaluation.tta_views(images, "flip_grid")
+    grid = list(evaluation.tta_views(images, "flip_grid"))
     assert len(grid) == 18
     expected = [evaluation.translated(v, dy, dx) for dy in (-2, 0, 2) for dx in (-2, 0, 2) for v in flip]
     assert all(np.array_equal(a, b) for a, b in zip(grid, expected, strict=True))
@@ -62,3 +62,18 @@ def test_every_tta_mode_has_views():
 def test_translated_fills_by_reflection():
     images = np.arange(9, dtype=np.uint8).reshape(1, 3, 3, 1)
     assert evaluation.translated(images, 1, 0)[0, :, :, 0].tolist() == [[3, 4, 5], [0, 1, 2], [3, 4, 5]]
+
+
+class PixelModel:
+    """A stand-in model whose 'probabilities' are each image's pixels, so averages can be checked by hand."""
+
+    def predict(self, images, batch_size, verbose):
+        return images.reshape(len(images), -1).astype(np.float64)
+
+
+def test_predict_averages_every_view():
+    images = np.random.default_rng(0).integers(0, 255, (3, 6, 6, 1), dtype=np.uint8)
+    for mode in config.TTA_MODES:
+        views = list(evaluation.tta_views(images, mode))
+        expected = np.mean([v.reshape(3, -1) for v in views], axis=0)
+        np.testing.assert_allclose(evaluation.predict(PixelModel(), images, tta=mode), expected)
