@@ -48,6 +48,8 @@ class RunConfig:
     tta: str = "flip"  # test-time augmentation reported beside plain accuracy: one of TTA_MODES
     widths: tuple[int, ...] = (64, 128, 256)
     bn_momentum: float = 0.9
+    dirac: bool = False  # airbench: each 3x3 conv starts as the identity on its first in-channels filters
+    bias_lr_scale: float = 1.0  # airbench: BatchNorm biases (beta) step this many times the learning rate
     image_size: int = 32  # what the network sees; CIFAR's 32x32 images are resized inside the model
     start_size: int = 0  # progressive resizing: first epochs at this size, growing to 32 (0: off)
     backbone: str = ""  # transfer: a keras.applications constructor name in models.BACKBONES
@@ -198,7 +200,8 @@ RANGES = {  # the interval each number (each element of a list) must lie in; "ep
     "momentum": "[0, 1)", "muon_learning_rate": "[0, inf)", "weight_decay": "[0, inf)",
     "warmup_epochs": "[0, epochs]", "label_smoothing": "[0, 1)",
     "crop_pad": "[0, inf)", "crop_scale": "[0, 1)", "randaugment": "[0, 1]", "mixup": "[0, inf)",
-    "cutmix": "[0, inf)", "ema": "[0, 1)", "widths": "[1, inf)", "bn_momentum": "[0, 1)", "image_size": "[16, inf)",
+    "cutmix": "[0, inf)", "ema": "[0, 1)", "widths": "[1, inf)", "bn_momentum": "[0, 1)", "bias_lr_scale": "(0, inf)",
+    "image_size": "[16, inf)",
     "start_size": "[0, inf)", "dropout": "[0, 1)", "head_filters": "[0, inf)", "head_units": "[0, inf)",
     "val_fraction": "[0, 0.5)", "seed": "[0, 2147483648)",
 }  # fmt: skip
@@ -282,6 +285,15 @@ def validate(cfg: RunConfig) -> None:
             )
         if cfg.model == "seed" and not (cfg.head_filters and cfg.head_units):
             raise ConfigError("the seed head needs head_filters and head_units of at least 1 (--set head_units=256).")
+    if cfg.bias_lr_scale != 1 and cfg.optimizer not in ("sgd", "muon"):
+        raise ConfigError(
+            f"bias_lr_scale scales the SGD step of BatchNorm biases; optimizer {cfg.optimizer} has none "
+            "(--set optimizer=sgd, or --set bias_lr_scale=1)."
+        )
+    if cfg.dirac and cfg.model != "airbench":
+        raise ConfigError(
+            f"dirac initialises the airbench model's convolutions; model {cfg.model} has none (drop --set dirac)."
+        )
     if cfg.optimizer == "muon" and not (cfg.muon_learning_rate and cfg.momentum):
         raise ConfigError(
             "optimizer muon needs muon_learning_rate and momentum above 0 (--set muon_learning_rate=0.05)."

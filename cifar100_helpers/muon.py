@@ -14,6 +14,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from .sgd import BiasScaledSGD
+
 NEWTON_SCHULZ = (3.4445, -4.7750, 2.0315)  # the quintic's coefficients from the Muon write-up
 
 
@@ -35,14 +37,14 @@ def orthogonalized(update, steps: int):
 
 
 @keras.saving.register_keras_serializable(package="cifar100_helpers")
-class MuonConvSGD(keras.optimizers.SGD):
+class MuonConvSGD(BiasScaledSGD):
     """Nesterov SGD (``learning_rate``, ``momentum``, ``weight_decay``) for 0- to 2-D weights (BatchNorm,
     the classifier); Muon for 4-D convolution kernels at ``muon_ratio`` times the current learning
     rate, which follows the same schedule. Weight decay does not matter for the kernels: each step
     first resets their norm."""
 
     def __init__(self, learning_rate=0.01, muon_ratio=1.0, newton_schulz_steps=3, **kwargs):
-        super().__init__(learning_rate, **{"nesterov": True, **kwargs})
+        super().__init__(learning_rate, **kwargs)
         self.muon_ratio = muon_ratio
         self.newton_schulz_steps = newton_schulz_steps
 

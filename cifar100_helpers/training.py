@@ -23,6 +23,7 @@ from .hardware import Placement, scale
 from .layout import RunDir, write_atomic
 from .muon import MuonConvSGD
 from .progress import EpochProgress
+from .sgd import BiasScaledSGD
 
 HISTORY_FIELDS = (
     "epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5",
@@ -58,7 +59,11 @@ def make_optimizer(cfg: RunConfig, steps_per_epoch: int, peak: float | None = No
         optimizer = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
     elif cfg.optimizer == "muon":
         ratio = cfg.muon_learning_rate / cfg.learning_rate
-        optimizer = MuonConvSGD(lr, muon_ratio=ratio, momentum=cfg.momentum, weight_decay=decay)
+        optimizer = MuonConvSGD(
+            lr, muon_ratio=ratio, bias_lr_scale=cfg.bias_lr_scale, momentum=cfg.momentum, weight_decay=decay
+        )
+    elif cfg.bias_lr_scale != 1:
+        optimizer = BiasScaledSGD(lr, bias_lr_scale=cfg.bias_lr_scale, momentum=cfg.momentum, weight_decay=decay)
     else:
         optimizer = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=decay)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
