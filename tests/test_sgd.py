@@ -66,3 +66,15 @@ def test_bias_scale_reaches_batchnorm_inside_a_compiled_training_step():
     np.testing.assert_allclose(scaled[0], 4 * plain[0], rtol=1e-5)  # beta starts at 0: its step, 4x
     np.testing.assert_allclose(scaled[1], plain[1], rtol=1e-6)
     np.testing.assert_allclose(scaled[2], plain[2], rtol=1e-6)
+
+
+def test_a_model_saved_with_the_bias_scale_reloads_and_keeps_training(tmp_path):
+    model = keras.Sequential([keras.Input((4,)), keras.layers.BatchNormalization(), keras.layers.Dense(3)])
+    model.compile(optimizer=BiasScaledSGD(0.1, bias_lr_scale=4.0), loss="mse")
+    x, y = np.ones((8, 4), "float32"), np.zeros((8, 3), "float32")
+    model.fit(x, y, verbose=0)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.models.load_model(tmp_path / "m.keras")
+    assert isinstance(reloaded.optimizer, BiasScaledSGD) and reloaded.optimizer.bias_lr_scale == 4.0
+    reloaded.fit(x, y, verbose=0)  # update_step needs the bias indices that build records
+    assert reloaded.optimizer.bias_indices
