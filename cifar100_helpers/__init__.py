@@ -22,4 +22,6 @@ def import_tensorflow_quietly() -> None:
 
 
 import_tensorflow_quietly()
+from . import batchnorm  # noqa: E402, F401 (registers FusedBatchNorm, so saved models load)
+
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from .batchnorm import FusedBatchNorm
 from .config import BACKBONE_NAMES, RunConfig
 from .data import IMAGE_SHAPE
 from .errors import ConfigError
@@ -49,7 +50,7 @@ def dirac_kernel(kernel: np.ndarray) -> np.ndarray:
 
 def conv_bn(x, width: int, momentum: float):
     x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=momentum, epsilon=1e-5)(x)
+    x = FusedBatchNorm(momentum=momentum, epsilon=1e-5)(x)
     return layers.Activation("gelu")(x)
 
 
@@ -66,7 +67,7 @@ def build_airbench(cfg: RunConfig, whitening_images: np.ndarray | None = None) -
     for width in cfg.widths:
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
         x = layers.MaxPooling2D(2)(x)
-        x = layers.Activation("gelu")(layers.BatchNormalization(momentum=cfg.bn_momentum, epsilon=1e-5)(x))
+        x = layers.Activation("gelu")(FusedBatchNorm(momentum=cfg.bn_momentum, epsilon=1e-5)(x))
         x = conv_bn(x, width, cfg.bn_momentum)
     x = layers.GlobalMaxPooling2D()(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)

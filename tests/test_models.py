@@ -1,8 +1,9 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from cifar100_helpers import config, models
+from cifar100_helpers import batchnorm, config, models
 from cifar100_helpers.errors import ConfigError
 
 
@@ -64,3 +65,57 @@ def test_seed_without_network_names_the_weights_file(offline):
     with pytest.raises(ConfigError, match="efficientnetv2-l_notop.h5.*~/.keras/models/.*weights=None"):
         models.build(config.make_config("seed"))
     keras.backend.clear_session()
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_float16", "mixed_bfloat16"])
+def test_fused_batch_norm_trains_as_keras_batch_norm(policy, tmp_path):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        rng = np.random.default_rng(0)
+        x = (rng.normal(size=(8, 5, 5, 6)) * 3 + 2).astype(np.float32)
+        fused = batchnorm.FusedBatchNorm(momentum=0.6, epsilon=1e-5)
+        plain = keras.layers.BatchNormalization(momentum=0.6, epsilon=1e-5)
+        weights = [rng.normal(size=6).astype(np.float32) for _ in range(2)] + [np.zeros(6), np.ones(6)]
+        for layer in (fused, plain):
+            layer.build(x.shape)
+            layer.set_weights(weights)
+        outputs, grads, stats = [], [], []
+        for layer in (fused, plain):
+            xt = keras.ops.convert_to_tensor(x)
+            with tf.GradientTape() as tape:
+                tape.watch(xt)
+                y = layer(xt, training=True)
+                loss = keras.ops.sum(keras.ops.cast(y, "float32") ** 3)
+            outputs.append(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32")))
+            grads.append([g.numpy() for g in tape.gradient(loss, [xt, layer.gamma.value, layer.beta.value])])
+            stats.append([keras.ops.convert_to_numpy(w) for w in (layer.moving_mean, layer.moving_variance)])
+        tolerance = 1e-4 if policy == "float32" else 2e-2
+        np.testing.assert_allclose(outputs[0], outputs[1], rtol=tolerance, atol=tolerance)
+        for a, b in zip(*grads, strict=True):
+            np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance * np.abs(b).max())
+        n = x.size / 6  # the fused kernel's moving variance uses the unbiased batch variance
+        np.testing.assert_allclose(stats[0][0], stats[1][0], rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(0.4 * (stats[0][1] - 0.6), 0.4 * (stats[1][1] - 0.6) * n / (n - 1), rtol=1e-4)
+        assert y.dtype == keras.mixed_precision.dtype_policy().compute_dtype
+        np.testing.assert_allclose(  # inference is Keras's own, with the moving statistics
+            keras.ops.convert_to_numpy(fused(x, training=False)).astype(np.float32),
+            keras.ops.convert_to_numpy(
+                keras.ops.cast(
+                    (x - stats[0][0]) / np.sqrt(stats[0][1] + 1e-5) * fused.gamma + fused.beta, fused.compute_dtype
+                )
+            ).astype(np.float32),
+            rtol=tolerance,
+            atol=tolerance,
+        )
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+
+
+def test_airbench_model_with_fused_batch_norm_saves_and_reloads(tmp_path):
+    model = models.build(config.make_config("smoke"))
+    assert any(isinstance(layer, batchnorm.FusedBatchNorm) for layer in model.layers)
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 32, 32, 3)).astype(np.float32)
+    model.save(tmp_path / "m.keras")
+    reloaded = keras.saving.load_model(tmp_path / "m.keras")
+    assert [type(layer) for layer in reloaded.layers] == [type(layer) for layer in model.layers]
+    np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-5)
