@@ -119,3 +119,10 @@ def test_airbench_model_with_fused_batch_norm_saves_and_reloads(tmp_path):
     reloaded = keras.saving.load_model(tmp_path / "m.keras")
     assert [type(layer) for layer in reloaded.layers] == [type(layer) for layer in model.layers]
     np.testing.assert_allclose(reloaded.predict(images, verbose=0), model.predict(images, verbose=0), rtol=1e-5)
+
+
+def test_fused_batch_norm_leaves_synchronized_statistics_to_keras(monkeypatch):
+    layer = batchnorm.FusedBatchNorm(synchronized=True)
+    layer.build((2, 3, 3, 4))
+    monkeypatch.setattr(tf.compat.v1.nn, "fused_batch_norm", None)  # calling it would fail
+    assert layer(np.ones((2, 3, 3, 4), np.float32), training=True).shape == (2, 3, 3, 4)
