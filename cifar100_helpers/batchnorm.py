@@ -24,7 +24,8 @@ class FusedBatchNorm(layers.BatchNormalization):
 
     def call(self, inputs, training=None, mask=None):
         fusable = len(inputs.shape) == 4 and self.axis in (-1, 3) and self.scale and self.center
-        fusable = fusable and not (self.renorm or self.synchronized)  # those keep Keras's own path
+        # renorm and synchronized statistics (attributes of newer Keras only) keep Keras's own path
+        fusable = fusable and not (getattr(self, "renorm", False) or getattr(self, "synchronized", False))
         if not (training and self.trainable and fusable) or mask is not None:
             return super().call(inputs, training=training, mask=mask)
         outputs, mean, variance = tf.compat.v1.nn.fused_batch_norm(
