@@ -1,16 +1,17 @@
 """Export a finished run's model for serving: ``python -m cifar100_helpers export RUN_DIR --format ...``.
 
-Keras's own ``model.export`` does the work: ``tf_saved_model`` (TensorFlow alone), ``litert`` (a ``.tflite``
-file; TensorFlow's converter) and ``onnx`` (through tf2onnx). Every artifact takes what the Keras model takes,
-float32 images of shape (N, 32, 32, 3) with values 0-255 (RGB, not rescaled: the model rescales them itself), and
-returns (N, 100) softmax probabilities in CIFAR-100's fine-label order. It is the network alone: the run's
-test-time augmentation is not inside, so to reproduce a flip-TTA report number average its outputs on the images
-and on their mirror images (``x[:, :, ::-1]``).
+Keras's own ``model.export`` does the work: ``tf_saved_model`` (TensorFlow alone), ``litert`` (a ``.tflite`` file;
+TensorFlow's converter) and ``onnx`` (through tf2onnx). Keras before 3.13 (Colab's TF 2.19 stack has 3.10) has no
+``litert``: there the same two steps Keras takes, a SavedModel and TensorFlow's converter, are done here. Every
+artifact takes what the Keras model takes, float32 images of shape (N, 32, 32, 3) with values 0-255 (RGB, not
+rescaled: the model rescales them itself), and returns (N, 100) softmax probabilities in CIFAR-100's fine-label order.
+It is the network alone: the run's test-time augmentation is not inside, so to reproduce a flip-TTA report number
+average its outputs on the images and on their mirror images (``x[:, :, ::-1]``).
 
 After writing, the artifact is reloaded with its runtime (``tf.saved_model.load``, the LiteRT interpreter,
-onnxruntime) and its outputs compared with the Keras model's on a few images; where that runtime is not
-installed the check is skipped with a note. The converter and runtime packages are the optional extra
-``export`` (``pip install -e .[export]``).
+onnxruntime) and its outputs compared with the Keras model's on a few images; where that runtime is not installed the
+check is skipped with a note. The converter and runtime packages are the optional extra ``export`` (``pip install -e
+.[export]``).
 """
 
 from __future__ import annotations
@@ -138,11 +139,28 @@ def export_model(model, fmt: str, path: Path) -> Path:
         try:
             with warnings.catch_warnings():  # Keras's numpy-2 patch of tf2onnx touches np.object
                 warnings.simplefilter("ignore", FutureWarning)
-                model.export(str(staged), format=spec.keras_name, input_signature=signature, verbose=False)
+                if fmt == "tflite" and not keras_exports_litert():
+                    write_tflite(model, staged, signature)
+                else:
+                    model.export(str(staged), format=spec.keras_name, input_signature=signature, verbose=False)
         except ImportError as exc:
             raise ExportError(f"exporting to {fmt} failed to import {exc.name or exc}: {INSTALL}") from None
         staged.rename(path)
     return path
+
+
+def keras_exports_litert() -> bool:
+    return importlib.util.find_spec("keras.src.export.litert") is not None
+
+
+def write_tflite(model, path: Path, signature) -> None:
+    """What Keras 3.13+ does for ``format="litert"``, for older Keras: a SavedModel, then TensorFlow's converter
+    (TensorFlow Lite builtins, TensorFlow ops where a builtin is missing)."""
+    with tempfile.TemporaryDirectory(dir=path.parent) as saved:
+        model.export(saved, format="tf_saved_model", input_signature=signature, verbose=False)
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS, tf.lite.OpsSet.SELECT_TF_OPS]
+        path.write_bytes(converter.convert())
 
 
 def runtime(fmt: str) -> str | None:

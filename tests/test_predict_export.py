@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from cifar100_helpers import cli, config, data, evaluation, export, generated_data, models, predict
+from cifar100_helpers.export import write_tflite
 from cifar100_helpers.layout import RunDir
 
 from .conftest import SHARED_DATA
@@ -261,6 +262,16 @@ def test_export_reloads_with_equal_predictions(fmt, run_dir, model, tmp_path, fi
     assert got.shape == (20, 100)
     assert np.allclose(got, expected, atol=1e-4)
     assert np.allclose(got.sum(axis=1), 1, atol=1e-4)
+
+
+def test_tflite_export_without_keras_litert(run_dir, model, tmp_path, first20, capsys, monkeypatch):
+    """Keras before 3.13 (3.10 on Colab's TF 2.19 stack) has no format="litert": export.py converts a SavedModel
+    itself, and the artifact must be as good."""
+    converted = []
+    monkeypatch.setattr(export, "keras_exports_litert", lambda: False)
+    monkeypatch.setattr(export, "write_tflite", lambda *args: converted.append(args) or write_tflite(*args))
+    test_export_reloads_with_equal_predictions("tflite", run_dir, model, tmp_path, first20, capsys)
+    assert len(converted) == 1
 
 
 def test_mixed_precision_model_is_exported_in_float32():
