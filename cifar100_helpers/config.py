@@ -32,7 +32,8 @@ class RunConfig:
     learning_rate: float = 0.1  # peak value, reached after the warm-up
     muon_learning_rate: float = 0.0  # optimizer "muon": the conv filters' peak step (relative to their norm)
     momentum: float = 0.9
-    weight_decay: float = 5e-4
+    weight_decay: float = 5e-4  # Keras's decoupled form: weights shrink by lr x this each step (PyTorch's SGD 5e-4
+    # at momentum 0.9 is 10x stronger; README "Tuning cpu")
     warmup_epochs: float = 1.0
     schedule: str = "cosine"  # "cosine": linear warm-up then cosine decay to 0; "constant"
     label_smoothing: float = 0.0
