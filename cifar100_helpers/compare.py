@@ -4,14 +4,15 @@
 from __future__ import annotations
 
 import csv
-import html
 import json
 import statistics
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from .errors import RunError
 from .layout import write_atomic
+from .markup import escape
 from .training import read_history
 
 SEED_FIELDS = ("seed", "data", "verify")  # config fields that give another sample of a setting, not another setting
@@ -122,9 +123,10 @@ def leaderboard(rows: list[dict], include_unranked: bool = False) -> str:
         flags = " ⚠ over budget" * r["over_budget"] + " ⚠ generated data" * r["generated_data"]
         interval1, interval5 = (f" ({ci[0]:.1%}-{ci[1]:.1%})" if ci else "" for ci in (r["top1_ci95"], r["top5_ci95"]))
         lines.append(
-            f"| {rank if r['ranked'] else '-'} | {r['run']}{flags} | {r['recipe']} | {r['backbone']} "
-            f"| {r['image_size']} | {r['epochs']} | {r['top1']:.2%}{interval1} | {r['best_top1']:.2%} ({r['tta']}) "
-            f"| {r['top5']:.2%}{interval5} | {r['training_minutes']} | {r['hardware']} | {r['date']} |"
+            f"| {rank if r['ranked'] else '-'} | {escape(r['run'])}{flags} | {escape(r['recipe'])} "
+            f"| {escape(r['backbone'])} | {escape(r['image_size'])} | {r['epochs']} | {r['top1']:.2%}{interval1} "
+            f"| {r['best_top1']:.2%} ({escape(r['tta'])}) | {r['top5']:.2%}{interval5} | {r['training_minutes']} "
+            f"| {escape(r['hardware'])} | {escape(r['date'])} |"
         )
     return "\n".join(lines)
 
@@ -215,11 +217,12 @@ def group_leaderboard(groups: list[dict], include_unranked: bool = False) -> str
         flags = " ⚠ over budget" * g["over_budget"] + " ⚠ generated data" * g["generated_data"]
         cells = [mean_std(g[s]) for s in ("top1", "best_top1", "top5", "best_top5")]
         lines.append(
-            f"| {rank if g['ranked'] else '-'} | {g['group']}{flags} | {g['n']} | {', '.join(map(str, g['seeds']))} "
-            f"| {' | '.join(cells)} | {mean_std(g['training_minutes'], percent=False)} | {', '.join(g['runs'])} |"
+            f"| {rank if g['ranked'] else '-'} | {escape(g['group'])}{flags} | {g['n']} "
+            f"| {escape(', '.join(map(str, g['seeds'])))} | {' | '.join(cells)} "
+            f"| {mean_std(g['training_minutes'], percent=False)} | {escape(', '.join(g['runs']))} |"
         )
     notes = spread_notes(shown)
-    return "\n".join(lines + ([""] if notes else []) + [f"- {n}" for n in notes])
+    return "\n".join(lines + ([""] if notes else []) + [f"- {escape(n)}" for n in notes])
 
 
 def default_pair(rows: list[dict]) -> tuple[dict, dict] | None:
@@ -238,12 +241,12 @@ def groups_section(groups: list[dict]) -> str:
     if all(g["n"] == 1 for g in groups):
         return ""
     items = "\n".join(
-        f"<tr><td>{html.escape(g['group'])}</td><td>{g['n']}</td><td>{mean_std(g['top1'])}</td>"
+        f"<tr><td>{escape(g['group'])}</td><td>{g['n']}</td><td>{mean_std(g['top1'])}</td>"
         f"<td>{mean_std(g['best_top1'])}</td><td>{mean_std(g['top5'])}</td><td>{mean_std(g['best_top5'])}</td>"
         f"<td>{mean_std(g['training_minutes'], percent=False)}</td><td>{'' if g['ranked'] else 'not ranked'}</td></tr>"
         for g in groups
     )
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in spread_notes(groups))
+    notes = "".join(f"<li>{escape(n)}</li>" for n in spread_notes(groups))
     return f"""
 <h2>Across seeds: mean ± standard deviation (percentage points)</h2><div><table>
 <tr><th>setting</th><th>n</th><th>top-1</th><th>with TTA</th><th>top-5</th><th>top-5 with TTA</th>
@@ -256,9 +259,9 @@ def write_index(outputs: Path, rows: list[dict]) -> Path:
     """``outputs/index.html``: every run with its headline numbers and a link to its report, then, where a
     setting ran with several seeds, each setting's mean ± standard deviation."""
     items = "\n".join(
-        f"<tr><td><a href='{html.escape(r['report'])}'>{html.escape(r['run'])}</a></td><td>{r['recipe']}</td>"
+        f"<tr><td><a href='{escape(quote(r['report']))}'>{escape(r['run'])}</a></td><td>{escape(r['recipe'])}</td>"
         f"<td>{r['epochs']}</td><td>{r['top1']:.2%}</td><td>{r['best_top1']:.2%}</td><td>{r['training_minutes']}</td>"
-        f"<td>{html.escape(r['hardware'])}</td><td>{'' if r['ranked'] else 'not ranked: '}"
+        f"<td>{escape(r['hardware'])}</td><td>{'' if r['ranked'] else 'not ranked: '}"
         f"{'over budget ' * r['over_budget']}{'generated data' * r['generated_data']}</td></tr>"
         for r in rows
     )

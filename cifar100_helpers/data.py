@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from .augment import rand_augment
 from .errors import DataError
+from .layout import replacing
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 OFFICIAL_SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
@@ -326,7 +327,8 @@ def load_for(cfg, run) -> Cifar100:
         from .generated_data import write_archive
 
         if not run.generated_data.exists():
-            write_archive(run.generated_data, seed=cfg.seed)
+            with replacing(run.generated_data) as partial:
+                write_archive(partial, seed=cfg.seed)
         return load(run.generated_data, verify=False, val_fraction=cfg.val_fraction, seed=cfg.seed)
     return load(cfg.data, verify=cfg.verify, val_fraction=cfg.val_fraction, seed=cfg.seed)
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
+import secrets
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -134,15 +135,28 @@ class SweepDir:
         return self.root / "logs" / f"{name}.log"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+@contextlib.contextmanager
+def replacing(path: Path):
+    """A temporary path beside ``path`` (same folder, same ending, so Keras and numpy accept it) to write to;
+    when the block ends it replaces ``path`` in one rename, and if the block fails it is removed. A crash or a
+    full disk never leaves a half-written ``path`` that a later step would read."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    partial = path.with_name(f".partial-{secrets.token_hex(4)}-{path.name}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(partial) if partial.is_dir() else partial.unlink(missing_ok=True)
+        raise
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` via a temporary file and rename, so a crash never leaves a half-written file."""
+    with replacing(path) as partial:
+        partial.write_text(text, encoding="utf-8")
+        os.chmod(partial, 0o644)
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ from . import data, manifest, progress
 from .config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
 from .errors import ConfigError, RunError
 from .layout import RunDir, exclusive, write_atomic
+from .markup import escape
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOK_DIR = REPO / "notebooks"
@@ -316,14 +317,15 @@ def banner(run: RunDir, failure: str | None = None) -> str:
     """The report's first cell: headline numbers and any warning a reader must see first."""
     cfg = json.loads(run.config.read_text())
     metrics = json.loads(run.metrics.read_text()) if run.metrics.exists() and not failure else {}
-    lines = [f"# ✖ RUN FAILED\n\n{failure}\n"] if failure else []
+    lines = [f"# ✖ RUN FAILED\n\n{escape(failure)}\n"] if failure else []
     if cfg.get("generated"):
         lines.append("# ⚠ GENERATED DATA: these numbers say nothing about CIFAR-100\n")
     if cfg["epochs"] > EPOCH_BUDGET:
         lines.append(f"# ⚠ OVER BUDGET: {cfg['epochs']} epochs, above the study's {EPOCH_BUDGET}\n")
-    lines.append(f"# CIFAR-100 run `{run.root.name}`: recipe `{cfg['recipe']}`, {cfg['epochs']} epochs\n")
+    name, recipe = (f"<code>{escape(v)}</code>" for v in (run.root.name, cfg["recipe"]))
+    lines.append(f"# CIFAR-100 run {name}: recipe {recipe}, {cfg['epochs']} epochs\n")
     if metrics:
-        tta = f" ({metrics['top1_tta']:.2%} with {metrics['tta']} TTA)" if "top1_tta" in metrics else ""
+        tta = f" ({metrics['top1_tta']:.2%} with {escape(metrics['tta'])} TTA)" if "top1_tta" in metrics else ""
         lines.append(f"**Test top-1 {metrics['top1']:.2%}**{tta}, top-5 {metrics['top5']:.2%}.")
     return "\n".join(lines)
 
@@ -331,7 +333,7 @@ def banner(run: RunDir, failure: str | None = None) -> str:
 def write_report(run: RunDir, failure: str | None = None) -> Path:
     """One self-contained HTML file of the run: its executed notebooks behind a banner."""
     notebooks = [run.notebook(n) for n in NOTEBOOKS if run.notebook(n).exists()]
-    return export_html(notebooks, banner(run, failure), run.report, f"CIFAR-100 {run.root.name}")
+    return export_html(notebooks, banner(run, failure), run.report, f"CIFAR-100 {run.root.name}")  # the template escapes it
 
 
 def export_html(notebooks: list[Path], first_cell: str, path: Path, title: str) -> Path:

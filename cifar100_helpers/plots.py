@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .data import batch_augmenter
+from .layout import replacing
 
 
 def image_grid(images: np.ndarray, titles: list[str], cols: int = 8, size: float = 1.3) -> plt.Figure:
@@ -88,8 +89,8 @@ def show(fig: plt.Figure, path) -> None:
     imports matplotlib before ipykernel can choose the backend."""
     from IPython.display import Image, display
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    with replacing(path) as partial:
+        fig.savefig(partial, dpi=110, bbox_inches="tight", format="png")
     plt.close(fig)
     display(Image(filename=str(path)))
 

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from .config import EPOCH_BUDGET, RunConfig
 from .data import Cifar100
 from .errors import ConfigError, RunError, TrainingDiverged
 from .hardware import Placement, scale
-from .layout import RunDir, write_atomic
+from .layout import RunDir, replacing, write_atomic
 from .muon import MuonConvSGD
 from .progress import EpochProgress
 from .sgd import BiasScaledSGD
@@ -173,10 +172,8 @@ class EpochRecorder(keras.callbacks.Callback):
 
 def save_model(model: keras.Model, path: Path) -> None:
     """``model.save`` under a temporary name, then an atomic rename: never a half-written file."""
-    path = Path(path)
-    partial = path.with_name(f"partial-{path.name}")
-    model.save(partial)
-    os.replace(partial, path)
+    with replacing(path) as partial:
+        model.save(partial)
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -280,12 +277,12 @@ class Backup(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         self.folder.mkdir(parents=True, exist_ok=True)
         files = {"weights": f"epoch-{epoch + 1:03d}.weights.h5"}
-        self.model.save_weights(self.folder / f"partial-{files['weights']}", overwrite=True)
+        with replacing(self.folder / files["weights"]) as partial:
+            self.model.save_weights(partial, overwrite=True)
         if self.ema is not None:
             files["ema"] = f"epoch-{epoch + 1:03d}.ema.npz"
-            np.savez(self.folder / f"partial-{files['ema']}", **self.ema.state())
-        for name in files.values():
-            os.replace(self.folder / f"partial-{name}", self.folder / name)
+            with replacing(self.folder / files["ema"]) as partial:
+                np.savez(partial, **self.ema.state())
         write_atomic(self.state, json.dumps({"epoch": epoch + 1, **files}))
         for old in self.folder.glob("epoch-*"):
             if old.name not in files.values():

@@ -6,6 +6,9 @@ import pytest
 
 from cifar100_helpers import compare, pipeline
 from cifar100_helpers.errors import RunError
+from cifar100_helpers.markup import escape
+
+LR = {v: escape(f"cpu learning_rate={v}") for v in ("0.1", "0.2")}  # as the tables show them
 
 
 def fake_run(outputs, name, recipe, top1, over_budget=False, generated=False, minutes=2.0, seed=0, **config):
@@ -105,14 +108,14 @@ def test_runs_that_differ_only_by_seed_form_one_group(seeds):
 def test_grouped_leaderboard_keeps_the_ranking_rules_and_notes_overlaps(seeds):
     groups = compare.group_runs(compare.collect(seeds))
     table = compare.group_leaderboard(groups)
-    assert "| 1 | cpu learning_rate=0.2 | 2 | 0, 1 | 63.00% ± 2.83 | 64.00% ± 2.83 |" in table
-    assert "| 2 | cpu learning_rate=0.1 | 3 | 0, 1, 2 | 62.00% ± 2.00 |" in table
+    assert f"| 1 | {LR['0.2']} | 2 | 0, 1 | 63.00% ± 2.83 | 64.00% ± 2.83 |" in table
+    assert f"| 2 | {LR['0.1']} | 3 | 0, 1, 2 | 62.00% ± 2.00 |" in table
     assert "| 3 | seed | 1 | 0 | 50.00% | 51.00% |" in table and "over budget" not in table
     notes = compare.spread_notes([g for g in groups if g["ranked"]])
     assert notes == ["cpu learning_rate=0.2 vs cpu learning_rate=0.1: the difference is within the run-to-run spread"]
-    assert table.endswith(f"- {notes[0]}")
+    assert table.endswith(f"- {escape(notes[0])}")
     everything = compare.group_leaderboard(groups, include_unranked=True)
-    assert "| - | cpu learning_rate=0.1 ⚠ over budget | 1 |" in everything
+    assert f"| - | {LR['0.1']} ⚠ over budget | 1 |" in everything
 
 
 def test_single_runs_with_overlapping_intervals_are_noted_too(tmp_path):
@@ -130,7 +133,7 @@ def test_index_and_chart_show_the_spread_across_seeds(seeds, outputs):
 
     rows = compare.collect(seeds)
     page = compare.write_index(seeds, rows).read_text()
-    assert "Across seeds" in page and "<td>cpu learning_rate=0.1</td><td>3</td><td>62.00% ± 2.00</td>" in page
+    assert "Across seeds" in page and f"<td>{LR['0.1']}</td><td>3</td><td>62.00% ± 2.00</td>" in page
     assert "within the run-to-run spread" in page
     assert "Across seeds" not in compare.write_index(outputs, compare.collect(outputs)).read_text()
     fig = plots.accuracy_vs_time(rows, compare.group_runs(rows))
