@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import statistics
 import sys
 from pathlib import Path
@@ -76,10 +77,10 @@ def headline(run: Path, metrics: dict, manifest: dict, seconds: float) -> dict:
         "superclass_accuracy": metrics.get("superclass_accuracy", {}),
         "report": f"{run.name}/report.html",
     }
-    numbers = [row[k] for k in ("epochs", "top1", "best_top1", "top5", "best_top5")]
+    numbers = [row[k] for k in ("epochs", "top1", "best_top1", "top5", "best_top5", "training_seconds")]
     numbers += [v for k in ("top1_ci95", "best_top1_ci95", "top5_ci95") for v in row[k] or (0, 0)]
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in numbers):
-        raise TypeError("epochs, top1, top5 and their intervals must be numbers")
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
+        raise TypeError("epochs, top1, top5, their intervals and the epoch seconds must be finite numbers")
     return row
 
 
@@ -102,10 +103,14 @@ def scan(outputs: Path) -> tuple[list[dict], list[str]]:
 def collect(outputs: Path) -> list[dict]:
     """:func:`scan`'s rows; each damaged run is named on stderr (repair the file, or move the run away)."""
     rows, skipped = scan(outputs)
+    warn_skipped(skipped, outputs)
+    return rows
+
+
+def warn_skipped(skipped: list[str], outputs: Path) -> None:
     for line in skipped:
         print(f"warning: skipped a damaged run: {line}; repair the file or move the run out of {outputs}.",
               file=sys.stderr)  # fmt: skip
-    return rows
 
 
 def leaderboard(rows: list[dict], include_unranked: bool = False) -> str:

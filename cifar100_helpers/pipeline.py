@@ -55,15 +55,26 @@ def current_interpreter_kernel():
         kernel = [sys.executable, "-m", "cifar100_helpers.kernel", "-f", "{connection_file}"]
         argv = [*kernel, "--IPKernelApp.log_level=CRITICAL"]
         (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "cifar100", "language": "python"}))
-        old = os.environ.get("JUPYTER_PATH")
-        os.environ["JUPYTER_PATH"] = os.pathsep.join(p for p in (tmp, old) if p)
-        try:
+        settings = {"JUPYTER_PATH": os.pathsep.join(p for p in (tmp, os.environ.get("JUPYTER_PATH")) if p)}
+        if not os.access(Path.home(), os.W_OK) and "IPYTHONDIR" not in os.environ:  # no warning per notebook
+            settings["IPYTHONDIR"] = str(Path(tmp) / "ipython")
+        with environment(settings):
             yield KERNEL_NAME
-        finally:
-            if old is None:
-                os.environ.pop("JUPYTER_PATH", None)
+
+
+@contextlib.contextmanager
+def environment(settings: dict[str, str]):
+    """``settings`` in os.environ for the block, the previous values restored after it."""
+    old = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
             else:
-                os.environ["JUPYTER_PATH"] = old
+                os.environ[key] = value
 
 
 def prepare_run_dir(path: Path) -> RunDir:
@@ -333,7 +344,9 @@ def banner(run: RunDir, failure: str | None = None) -> str:
 def write_report(run: RunDir, failure: str | None = None) -> Path:
     """One self-contained HTML file of the run: its executed notebooks behind a banner."""
     notebooks = [run.notebook(n) for n in NOTEBOOKS if run.notebook(n).exists()]
-    return export_html(notebooks, banner(run, failure), run.report, f"CIFAR-100 {run.root.name}")  # the template escapes it
+    return export_html(
+        notebooks, banner(run, failure), run.report, f"CIFAR-100 {run.root.name}"
+    )  # the template escapes it
 
 
 def export_html(notebooks: list[Path], first_cell: str, path: Path, title: str) -> Path:
@@ -365,6 +378,7 @@ def compare(outputs: Path, include_unranked: bool = False, notebook_dir: Path = 
         damaged = f" (skipped as damaged: {'; '.join(skipped)})" if skipped else ""
         fix = "repair or move those files, " if skipped else ""
         raise RunError(f"No completed runs under {outputs}{damaged}: {fix}run one first, or pass --outputs DIR.")
+    runs.warn_skipped(skipped, outputs)
     folder = outputs / "compare"
     folder.mkdir(exist_ok=True)
     params = {"outputs_dir": str(outputs), "include_unranked": include_unranked}

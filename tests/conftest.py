@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar100_helpers import generated_data
+from cifar100_helpers import generated_data, pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -78,3 +78,17 @@ def rewrite(archive, tmp_path):
 def first20():
     with np.load(FIRST20) as f:
         return f["x_test"], f["y_test_fine"]
+
+
+@pytest.fixture
+def fake_notebooks(monkeypatch):
+    """Notebooks that do nothing but are recorded; ``fail[name]`` makes one raise instead."""
+    calls, fail = [], {}
+
+    def execute(notebook, folder, params, kernel, notebook_dir, output=None):
+        calls.append((notebook, params))
+        if notebook in fail:
+            raise fail[notebook]
+
+    monkeypatch.setattr(pipeline, "execute", execute)
+    return calls, fail

@@ -24,20 +24,6 @@ def one_line_error(capsys, *argv) -> str:
     return err
 
 
-@pytest.fixture
-def fake_notebooks(monkeypatch):
-    """Notebooks that do nothing but are recorded; ``fail[name]`` makes one raise instead."""
-    calls, fail = [], {}
-
-    def execute(notebook, folder, params, kernel, notebook_dir, output=None):
-        calls.append((notebook, params))
-        if notebook in fail:
-            raise fail[notebook]
-
-    monkeypatch.setattr(pipeline, "execute", execute)
-    return calls, fail
-
-
 def interrupted_run(folder, cfg=None, **record) -> RunDir:
     """A run directory as a killed run leaves it: config.json, run.json with status "running"."""
     cfg = (cfg or config.make_config("smoke")).to_dict()
