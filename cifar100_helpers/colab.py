@@ -85,6 +85,18 @@ def run_dir(value: str | None) -> RunDir:
     return run
 
 
+def start(recipe, data_path, verify, epochs, seed, overrides, run_dir_value) -> tuple[RunConfig, RunDir]:
+    """What every numbered notebook does after its parameters cell: one-line errors, the run's config (checked)
+    and its run directory, said in one line."""
+    from .config import from_parameters
+
+    one_line_errors()
+    cfg = from_parameters(recipe, data=data_path, verify=verify, epochs=epochs, seed=seed, overrides=overrides)
+    run = run_dir(run_dir_value)
+    print(f"recipe {cfg.recipe}: {cfg.epochs} epochs, batch {cfg.batch_size}, model {cfg.model}")
+    return cfg, run
+
+
 def one_line_errors(shell=None) -> bool:
     """In a notebook, show a Cifar100Error (whose message carries the fix) as one line instead of a traceback.
     The cell still fails: Jupyter, Colab and papermill see an error output with the exception's name and

@@ -346,15 +346,6 @@ def describe(ds: Cifar100) -> dict:
     return summary
 
 
-def superclass_members(ds: Cifar100) -> dict[str, list[str]]:
-    mapping = ds.fine_to_coarse
-    return {name: [ds.fine_names[f] for f in np.flatnonzero(mapping == c)] for c, name in enumerate(ds.coarse_names)}
-
-
-def captions(ds: Cifar100, fine: np.ndarray) -> list[str]:
-    return [f"{ds.fine_names[f]}\n({ds.coarse_names[ds.fine_to_coarse[f]]})" for f in fine]
-
-
 # --------------------------------------------------------------------------- tf.data input pipeline
 
 

@@ -162,6 +162,31 @@ def forward_check(model: keras.Model, images: np.ndarray) -> np.ndarray:
 
 
 BUILDERS = {"airbench": build_airbench, "seed": build_seed, "transfer": build_transfer}
+SHOWN_WITH = {"airbench": (conv_bn,), "seed": (), "transfer": (backbone,)}  # helpers the builder calls, shown too
+
+
+def builder_source(cfg: RunConfig) -> str:
+    """The Python source of the recipe's model builder and the helpers it calls (what notebook 02 shows)."""
+    return "\n\n".join(inspect.getsource(f) for f in (*SHOWN_WITH[cfg.model], BUILDERS[cfg.model]))
+
+
+def block_table(model: keras.Model) -> str:
+    """The model's layers as a compact table (activations folded into the layer before them): name, kind, output
+    shape, parameters; a nested model (a backbone, the seed's head) is one row."""
+    rows = [("layer", "kind", "output shape", "parameters")]
+    for layer in model.layers:
+        if isinstance(layer, layers.InputLayer):
+            continue
+        kind = type(layer).__name__
+        if isinstance(layer, layers.Activation) and len(rows) > 1:
+            name, previous, shape, count = rows.pop()
+            rows.append((name, f"{previous} + {layer.get_config()['activation']}", shape, count))
+            continue
+        shape = str(tuple(layer.output.shape)).replace("None", "N")
+        rows.append((layer.name, kind, shape, f"{layer.count_params():,}"))
+    width = max(len(r[0]) for r in rows)
+    kinds = max(len(r[1]) for r in rows)
+    return "\n".join(f"{n:<{width}}  {k:<{kinds}}  {s:<20}  {c:>12}" for n, k, s, c in rows)
 
 
 def build(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> keras.Model:

@@ -43,6 +43,51 @@ def augmentation_preview(images: np.ndarray, cfg, views: int = 6) -> plt.Figure:
     return image_grid(grid, titles, cols=views + 1)
 
 
+def superclass_samples(x: np.ndarray, fine: np.ndarray, ds) -> plt.Figure:
+    """One row per superclass, named on the left: the first image of each of its five fine classes in ``x``
+    (labels ``fine``), each titled with its class name."""
+    members = [np.flatnonzero(ds.fine_to_coarse == c) for c in range(len(ds.coarse_names))]
+    cols = max(len(m) for m in members)
+    fig, axes = plt.subplots(len(members), cols, figsize=(cols * 1.0, len(members) * 1.1), squeeze=False)
+    for row, (axes_row, classes) in enumerate(zip(axes, members, strict=True)):
+        for ax in axes_row:
+            ax.set(xticks=[], yticks=[])
+            ax.spines[:].set_visible(False)
+        axes_row[0].set_ylabel(ds.coarse_names[row].replace("_", " "), rotation=0, ha="right", va="center", fontsize=8)
+        for ax, f in zip(axes_row, classes, strict=False):
+            shown = np.flatnonzero(fine == f)
+            if len(shown):
+                ax.imshow(x[shown[0]])
+            ax.set_title(ds.fine_names[f].replace("_", " "), fontsize=7)
+    fig.tight_layout(h_pad=0.2, w_pad=0.2)
+    return fig
+
+
+def class_balance(ds) -> plt.Figure:
+    """Images per fine class in each split (CIFAR-100 is balanced: 500 train, 100 test per class)."""
+    fig, ax = plt.subplots(figsize=(11, 2.6))
+    for name in ("train", "val", "test"):
+        split = getattr(ds, name)
+        if len(split):
+            ax.step(range(len(ds.fine_names)), np.bincount(split.fine, minlength=len(ds.fine_names)), where="mid",
+                    label=f"{name} ({len(split):,} images)")  # fmt: skip
+    ax.set(xlabel="fine class (0-99, alphabetical)", ylabel="images", title="images per class", ylim=(0, None))
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def learning_rate_schedule(steps: np.ndarray, rates: np.ndarray, steps_per_epoch: int) -> plt.Figure:
+    """The learning rate over the run's steps, epochs marked along the top."""
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    ax.plot(steps, rates)
+    ax.set(xlabel="training step", ylabel="learning rate", title="learning-rate schedule", ylim=(0, None))
+    top = ax.secondary_xaxis("top", functions=(lambda s: s / steps_per_epoch, lambda e: e * steps_per_epoch))
+    top.set_xlabel("epoch")
+    fig.tight_layout()
+    return fig
+
+
 def training_curves(history: list[dict]) -> plt.Figure:
     epochs = [r["epoch"] for r in history]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))

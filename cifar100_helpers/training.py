@@ -8,6 +8,7 @@ import io
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
@@ -289,7 +290,21 @@ class Backup(keras.callbacks.Callback):
                 old.unlink()
 
 
-def train(
+@dataclass(frozen=True)
+class Fit:
+    """Everything ``model.fit`` needs for one run, made by :func:`prepare`: the input pipelines, the epoch to
+    start from (after a kill, the first one not finished) and the callbacks by name, in the order they run."""
+
+    train_data: tf.data.Dataset
+    val_data: tf.data.Dataset | None
+    initial_epoch: int
+    steps_per_epoch: int
+    global_batch: int
+    peak_learning_rate: float
+    callbacks: dict[str, keras.callbacks.Callback]
+
+
+def prepare(
     model: keras.Model,
     ds: Cifar100,
     cfg: RunConfig,
@@ -297,13 +312,11 @@ def train(
     interactive: bool = True,
     strategy: tf.distribute.Strategy | None = None,
     placement: Placement | None = None,
-) -> list[dict]:
-    """Fit for ``cfg.epochs``; an interrupted call continues from the last finished epoch.
-
-    The batch and peak learning rate follow the replicas of ``strategy`` (:func:`hardware.scale`);
-    they, the images left out of each epoch by the last partial batch, and the placement are
-    recorded in run.json.
-    """
+) -> Fit:
+    """Compile ``model`` (optimizer, loss, metrics) and load a killed run's last finished epoch, then make the
+    input pipelines and callbacks of :class:`Fit`. The batch and peak learning rate follow the replicas of
+    ``strategy`` (:func:`hardware.scale`); they, the images left out of each epoch by the last partial batch,
+    and the placement are recorded in run.json."""
     strategy = strategy or tf.distribute.get_strategy()
     scaling = scale(cfg, strategy.num_replicas_in_sync)
     batch = scaling.global_batch
@@ -324,17 +337,17 @@ def train(
             f"it was deleted or replaced. Start a fresh run with --output NAME (or delete history.csv to retrain "
             "this one from the resume state)."
         )
-    state, diverged = EpochState(cfg), StopOnNonFiniteLoss()
-    callbacks = [
-        *([ema] if ema else []),  # first: validation sees the average
-        state,
-        diverged,
-        EpochRecorder(run.history, steps * batch),
-        keras.callbacks.TensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s, the graph
-        EpochProgress(run.progress, cfg.epochs, steps * batch, echo=not interactive),
-        EpochCheckpoint(run.checkpoint),
-        backup,  # last: an epoch counts as finished only once its history row is written
-    ]
+    state = EpochState(cfg)
+    callbacks = {
+        **({"ema": ema} if ema else {}),  # first: validation sees the average
+        "epoch_state": state,
+        "stop_on_nan": StopOnNonFiniteLoss(),
+        "history": EpochRecorder(run.history, steps * batch),
+        "tensorboard": keras.callbacks.TensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s
+        "progress": EpochProgress(run.progress, cfg.epochs, steps * batch, echo=not interactive),
+        "checkpoint": EpochCheckpoint(run.checkpoint),
+        "backup": backup,  # last: an epoch counts as finished only once its history row is written
+    }
     manifest.write(
         run.manifest,
         training={
@@ -346,22 +359,71 @@ def train(
             **(placement.to_dict() if placement else {}),
         },
     )
-    model.fit(
-        data.train_dataset(ds.train, batch, cfg, state.size, state.epoch),
-        epochs=cfg.epochs,
+    return Fit(
+        train_data=data.train_dataset(ds.train, batch, cfg, state.size, state.epoch),
+        val_data=data.eval_dataset(ds.val, 500) if len(ds.val) else None,
         initial_epoch=finished,
-        validation_data=data.eval_dataset(ds.val, 500) if len(ds.val) else None,
+        steps_per_epoch=steps,
+        global_batch=batch,
+        peak_learning_rate=scaling.peak_learning_rate,
         callbacks=callbacks,
-        shuffle=False,  # tf.data already shuffles, with a seed
-        verbose=1 if interactive else 0,  # a progress bar interactively; else EpochProgress's one line an epoch
     )
-    if diverged.where:
+
+
+def finish(model: keras.Model, fit: Fit, run: RunDir) -> list[dict]:
+    """After ``model.fit``: stop with one line if the loss diverged, else save ``model.keras``; the history."""
+    diverged = fit.callbacks["stop_on_nan"].where
+    if diverged:
         raise TrainingDiverged(
-            f"The loss became NaN or infinite at {diverged.where}; the run is marked failed. "
-            f"Lower the learning rate (now {scaling.peak_learning_rate:g}: --set learning_rate=...) or check the data."
+            f"The loss became NaN or infinite at {diverged}; the run is marked failed. Lower the learning rate "
+            f"(now {fit.peak_learning_rate:g}: --set learning_rate=...) or check the data."
         )
     save_model(model, run.model)
     return read_history(run.history)
+
+
+def train(
+    model: keras.Model,
+    ds: Cifar100,
+    cfg: RunConfig,
+    run: RunDir,
+    interactive: bool = True,
+    strategy: tf.distribute.Strategy | None = None,
+    placement: Placement | None = None,
+) -> list[dict]:
+    """:func:`prepare`, ``model.fit`` for ``cfg.epochs`` (an interrupted run continues from its last finished
+    epoch), :func:`finish`: what notebook 03 shows step by step."""
+    fit = prepare(model, ds, cfg, run, interactive, strategy, placement)
+    model.fit(
+        fit.train_data,
+        epochs=cfg.epochs,
+        initial_epoch=fit.initial_epoch,
+        validation_data=fit.val_data,
+        callbacks=list(fit.callbacks.values()),
+        shuffle=False,  # tf.data already shuffles, with a seed
+        verbose=1 if interactive else 0,  # a progress bar interactively; else EpochProgress's one line an epoch
+    )
+    return finish(model, fit, run)
+
+
+def describe_optimizer(model: keras.Model) -> str:
+    """The compiled optimizer, its settings and the loss, one per line (what notebook 03 prints)."""
+    optimizer, loss = model.optimizer, model.loss
+    shown = {k: v for k, v in optimizer.get_config().items() if k not in ("name", "learning_rate") and v is not None}
+    shown = {k: v for k, v in shown.items() if v is not False or k == "nesterov"}
+    settings = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(shown.items()))
+    loss_settings = {k: v for k, v in loss.get_config().items() if k in ("label_smoothing", "from_logits")}
+    return f"optimizer: {type(optimizer).__name__}({settings})\nloss: {type(loss).__name__}({loss_settings})"
+
+
+def schedule_curve(cfg: RunConfig, fit: Fit, points: int = 300) -> tuple[np.ndarray, np.ndarray]:
+    """The learning rate the run's optimizer follows (:func:`learning_rate`, as compiled), at ``points``
+    steps spread over the whole run: (steps, rates)."""
+    schedule = learning_rate(cfg, fit.steps_per_epoch, fit.peak_learning_rate)
+    steps = np.unique(np.linspace(0, cfg.epochs * fit.steps_per_epoch - 1, points).astype(int))
+    if not callable(schedule):
+        return steps, np.full(len(steps), float(schedule))
+    return steps, np.array([float(keras.ops.convert_to_numpy(schedule(step))) for step in steps])
 
 
 def budget_statement(history: list[dict], cfg: RunConfig) -> str:

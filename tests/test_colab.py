@@ -197,10 +197,9 @@ def test_every_notebook_has_the_same_colab_set_up_and_literal_parameters(path):
     set_ups = [c for c in nb.cells if c.cell_type == "code" and "google.colab" in c.source]
     (set_up,) = set_ups
     assert "report-skip" in set_up.metadata["tags"] and nb.cells.index(set_up) > nb.cells.index(tagged["parameters"])
-    assert f"git clone -q --depth 1 {REPO_URL} {{repo}}" in set_up.source
-    assert "%pip install -q -e {repo}" in set_up.source  # with its dependencies; --no-deps only on a TPU:
-    assert set_up.source.count("--no-deps") == 1 and "tensorflow-tpu" in set_up.source
-    assert "colab.mount_drive()" in set_up.source
+    assert f"git clone -q --depth 1 {REPO_URL} /content/cifar100-10-epochs" in set_up.source
+    assert "%run /content/cifar100-10-epochs/cifar100_helpers/colab_setup.py" in set_up.source
+    assert len(set_up.source.splitlines()) <= 5  # the shared set-up is short; colab_setup.py holds the rest
     reference = nbformat.read(pipeline.NOTEBOOK_DIR / "00_colab.ipynb", as_version=4)
     assert set_up.source == next(c.source for c in reference.cells if "google.colab" in c.source)
     if path.name in pipeline.NOTEBOOKS:
@@ -245,3 +244,33 @@ def test_run_all_notebook_runs_resumes_and_shows_a_completed_run(tmp_path):
     shown = run_all(tmp_path, recipe="smoke", run_name="smoke")
     assert "already completed: showing it" in shown and "Test top-1" in shown
     assert run.manifest.read_text() == before  # nothing ran again
+
+
+NO_DEPS = "install -q --no-deps -e REPO"
+
+
+@pytest.mark.parametrize(
+    "tpu, builds, loaded, commands, restart",
+    [
+        (False, {"tensorflow": "2.20.0"}, False, ["install -q -e REPO"], False),
+        (True, {"tensorflow-tpu": "2.20.0"}, True, [NO_DEPS, "install -q papermill tensorboard"], False),
+        (True, {}, False, ["install -q TPU", NO_DEPS], False),  # a TPU image without TensorFlow
+        (True, {"tensorflow": "2.20.0"}, False, ["uninstall -q -y tensorflow", "install -q TPU", NO_DEPS], False),
+        (True, {"tensorflow": "2.20.0"}, True, ["uninstall -q -y tensorflow", "install -q TPU", NO_DEPS], True),
+    ],
+    ids=["gpu-or-cpu", "tpu-build-present", "tpu-no-tensorflow", "tpu-image-ships-cpu-tensorflow", "cpu-build-loaded"],
+)  # fmt: skip
+def test_colab_set_up_installs_the_tpu_build_wherever_it_is_missing(tpu, builds, loaded, commands, restart):
+    from cifar100_helpers import colab_setup
+
+    planned, line = colab_setup.plan(tpu, builds, loaded)
+    shown = [c.replace(str(colab_setup.REPO), "REPO").replace(f'"{colab_setup.TPU_TENSORFLOW}" papermill tensorboard '
+             f"-f {colab_setup.TPU_WHEELS}", "TPU") for c in planned]  # fmt: skip
+    assert shown == commands and bool(line) == restart
+    assert not restart or "Restart session" in line
+
+
+def test_colab_set_up_asks_for_a_tpu_build_that_exists():
+    from cifar100_helpers import colab_setup
+
+    assert colab_setup.TPU_TENSORFLOW == "tensorflow-tpu>=2.19,<2.21"  # PyPI's newest tensorflow-tpu is 2.20.0
