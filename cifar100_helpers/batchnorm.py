@@ -17,7 +17,7 @@ from keras import layers
 class FusedBatchNorm(layers.BatchNormalization):
     """``BatchNormalization`` whose training step is TensorFlow's one fused kernel.
 
-    The airbench models train about 7% faster with it on 2 CPU cores (README "Tuning cpu").
+    The airbench models train about 7% faster with it on 2 CPU cores (docs/results.md "Tuning cpu").
     Inference, the weights and the saved form are Keras's own; the moving variance is updated with
     the unbiased batch variance (TensorFlow's convention), a relative difference of 1/N.
     """

@@ -33,7 +33,7 @@ class RunConfig:
     muon_learning_rate: float = 0.0  # optimizer "muon": the conv filters' peak step (relative to their norm)
     momentum: float = 0.9
     weight_decay: float = 5e-4  # Keras's decoupled form: weights shrink by lr x this each step (PyTorch's SGD 5e-4
-    # at momentum 0.9 is 10x stronger; README "Tuning cpu")
+    # at momentum 0.9 is 10x stronger; docs/results.md "Tuning cpu")
     warmup_epochs: float = 1.0
     schedule: str = "cosine"  # "cosine": linear warm-up then cosine decay to 0; "constant"
     label_smoothing: float = 0.0
@@ -81,9 +81,9 @@ RECIPES: dict[str, RunConfig] = {
         model="airbench",
         batch_size=256,
         learning_rate=0.2,
-        weight_decay=1e-2,  # README "Tuning cpu": Keras decays decoupled (lr x wd a step); +2.1 points over 5e-4
-        label_smoothing=0.1,  # README "Tuning cpu": +1.0 with flip + translate TTA in both validation runs
-        widths=(64, 160, 320),  # README "Tuning cpu": +1.5 points on validation over 64/128/256
+        weight_decay=1e-2,  # docs/results.md "Tuning cpu": Keras decays decoupled (lr x wd a step); +2.1 over 5e-4
+        label_smoothing=0.1,  # docs/results.md "Tuning cpu": +1.0 with flip + translate TTA in both validation runs
+        widths=(64, 160, 320),  # docs/results.md "Tuning cpu": +1.5 points on validation over 64/128/256
         bn_momentum=0.6,
         tta="flip_translate",
         val_fraction=0.0,  # all 50,000 training images (27-29 of 30 minutes); tune holds out 5,000 (tune.HOLDOUT)
@@ -132,8 +132,8 @@ RECIPES: dict[str, RunConfig] = {
         model="airbench",
         batch_size=1024,
         learning_rate=0.4,
-        weight_decay=1e-2,  # carried over from cpu (README "Tuning cpu"); not yet measured on a GPU
-        label_smoothing=0.1,  # carried over from cpu (README "Tuning cpu"); not yet measured on a GPU
+        weight_decay=1e-2,  # carried over from cpu (docs/results.md "Tuning cpu"); not yet measured on a GPU
+        label_smoothing=0.1,  # carried over from cpu (docs/results.md "Tuning cpu"); not yet measured on a GPU
         widths=(128, 384, 384),
         bn_momentum=0.6,
         start_size=24,
