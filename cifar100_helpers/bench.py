@@ -11,7 +11,7 @@ from pathlib import Path
 
 import keras
 
-from . import data, hardware, manifest, models, training
+from . import data, devices, hardware, input_pipeline, manifest, models, training
 from .config import EPOCH_BUDGET, make_config
 from .errors import ConfigError
 from .layout import write_atomic
@@ -41,7 +41,7 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int) -> dict:
     with strategy.scope():
         model = models.build(cfg, ds.train.x[:1000])
         training.compile_model(model, cfg, steps, scaling.peak_learning_rate, jit_compile=placement.jit_compile)
-    batches = data.train_dataset(ds.train, batch, cfg).repeat()
+    batches = input_pipeline.train_dataset(ds.train, batch, cfg).repeat()
     model.fit(batches, steps_per_epoch=warmup, epochs=1, shuffle=False, verbose=0)
     train_ips = images_per_second(
         lambda n: model.fit(batches, steps_per_epoch=n, epochs=1, shuffle=False, verbose=0), batch, steps
@@ -73,7 +73,7 @@ def run(recipes: list[str], ds: data.Cifar100, steps: int = 10, warmup: int = 3)
     return {
         "measured": manifest.now(),
         "data": ds.source,
-        "hardware": manifest.hardware(),
+        "hardware": devices.describe(),
         "versions": manifest.package_versions(),
         "steps": steps,
         "recipes": rows,

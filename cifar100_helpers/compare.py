@@ -12,9 +12,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .errors import RunError
+from .history import read_history
 from .layout import write_atomic
 from .markup import escape
-from .training import read_history
 
 SEED_FIELDS = ("seed", "data", "verify")  # config fields that give another sample of a setting, not another setting
 

@@ -8,6 +8,7 @@ import math
 import typing
 from dataclasses import dataclass
 
+from . import devices
 from .errors import BudgetError, ConfigError
 
 EPOCH_BUDGET = 10  # the study's rule: at most 10 passes over the training data
@@ -156,19 +157,11 @@ RECIPE_NAMES = (*RECIPES, "auto")
 FIELDS = {f.name for f in dataclasses.fields(RunConfig)}
 
 
-def accelerator_present() -> bool:
-    import tensorflow as tf
-
-    from .hardware import tpu_address
-
-    return bool(tf.config.list_physical_devices("GPU") or tpu_address())
-
-
 def resolve_recipe(name: str) -> str:
     """``auto`` picks the recipe for this machine: ``transfer`` with a GPU or TPU, ``cpu`` without."""
     if name != "auto":
         return name
-    return "transfer" if accelerator_present() else "cpu"
+    return "transfer" if devices.accelerator_present() else "cpu"
 
 
 def make_config(recipe: str = "auto", **overrides) -> RunConfig:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import manifest
+from . import devices, manifest
 from .errors import ConfigError
 from .layout import write_atomic
 
@@ -56,7 +56,7 @@ def run(
     if folder.exists() or output.exists():
         raise ConfigError(f"{output} or {folder} already exists: choose another --output.")
     folder.mkdir(parents=True)
-    result = {"started": manifest.now(), "hardware": manifest.hardware(), "versions": manifest.package_versions()}
+    result = {"started": manifest.now(), "hardware": devices.describe(), "versions": manifest.package_versions()}
 
     bench_json = folder / "bench.json"
     bench_args = ["bench", *data_args, "--output", str(bench_json), *(["--recipes", *recipes] if recipes else [])]

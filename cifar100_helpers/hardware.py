@@ -4,7 +4,6 @@ precision policy, XLA, and the batch size and learning rate scaled to the number
 from __future__ import annotations
 
 import dataclasses
-import glob
 import json
 import math
 import os
@@ -13,6 +12,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
+from .devices import tpu_address
 from .errors import ConfigError
 
 ADAPTIVE_OPTIMIZERS = ("adamw", "rmsprop")  # learning rate scaled with the square root of the batch
@@ -43,17 +43,6 @@ class Scaling:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
-
-
-def tpu_address() -> str | None:
-    """Where a TPU is: "local" on a TPU VM (Colab's TPU runtimes since 2024, Cloud TPU VMs), the
-    address of an older remote TPU node, or None when there is no TPU."""
-    named = os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR")
-    if named:
-        return named if "://" in named or named == "local" else f"grpc://{named}"
-    if os.environ.get("TPU_ACCELERATOR_TYPE") or glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"):
-        return "local"
-    return None
 
 
 def connect_tpu(address: str) -> tf.distribute.TPUStrategy:

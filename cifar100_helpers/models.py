@@ -10,6 +10,7 @@ import keras
 import numpy as np
 from keras import layers
 
+from . import muon, sgd  # noqa: F401 (saved models name these optimizers: importing registers them)
 from .batchnorm import FusedBatchNorm
 from .config import BACKBONE_NAMES, RunConfig
 from .data import IMAGE_SHAPE
@@ -151,6 +152,12 @@ def build_transfer(cfg: RunConfig, whitening_images: np.ndarray | None = None) -
     x = layers.Dropout(cfg.dropout)(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name=f"transfer_{cfg.backbone.lower()}")
+
+
+def load(path, compile: bool = True) -> keras.Model:
+    """A model this package saved (``model.keras``, ``model_untrained.keras``): Keras's loader, with the custom
+    layer and optimizers those files name registered (by importing this module)."""
+    return keras.models.load_model(path, compile=compile)
 
 
 def forward_check(model: keras.Model, images: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 
 from . import compare as runs
-from . import data, manifest, progress
+from . import data, devices, manifest, progress
 from .config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
 from .errors import ConfigError, RunError
 from .layout import RunDir, exclusive, write_atomic
@@ -287,7 +287,7 @@ def execute_remaining(cfg: RunConfig, run_dir: RunDir, notebook_dir: Path, sourc
             attempts=attempts,
             data_source=str(source) if source else None,  # the archive or folder this attempt reads
             versions=manifest.package_versions(),
-            hardware=manifest.hardware(),
+            hardware=devices.describe(),
             git=manifest.git_state(REPO),
         )
         with current_interpreter_kernel() as kernel, progress.following(run_dir.progress):

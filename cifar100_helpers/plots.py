@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
-from .data import batch_augmenter
+from .input_pipeline import batch_augmenter
 from .layout import replacing
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import evaluation
+from . import evaluation, models
 from .config import TTA_MODES
 from .errors import ImageError, RunError
 from .generated_data import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
@@ -151,10 +151,9 @@ def check_run(run_dir: str | Path) -> RunDir:
 
 def load_model(run: RunDir):
     """The run's trained Keras model (without its optimizer)."""
-    import keras
 
     try:
-        return keras.models.load_model(run.model, compile=False)
+        return models.load(run.model, compile=False)
     except Exception as exc:  # a damaged zip, a file from an incompatible Keras: the fix is the same
         reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise RunError(

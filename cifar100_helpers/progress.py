@@ -1,5 +1,5 @@
-"""Live progress of a run: one line per finished epoch (and a line when a long step starts),
-appended to the run's ``progress.log`` by the notebook kernel and followed by the pipeline, so a
+"""Live progress of a run: one line per finished epoch (written by training.EpochProgress) and a line when a
+long step starts, appended to the run's ``progress.log`` by the notebook kernel and followed by the pipeline, so a
 user of ``run`` sees them as they happen, on a terminal or in a log file alike."""
 
 from __future__ import annotations
@@ -9,8 +9,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-
-import keras
 
 
 def duration(seconds: float) -> str:
@@ -37,29 +35,6 @@ def epoch_line(epoch: int, epochs: int, logs: dict, seconds: float, images_per_s
         f"{logs.get('accuracy', float('nan')):.4f}{val}, {seconds:.1f} s, {images_per_second:,.0f} images/s, "
         f"ETA {duration(eta)} for the remaining {epochs - epoch} epoch(s)"
     )
-
-
-class EpochProgress(keras.callbacks.Callback):
-    """One line per epoch to ``path`` (and to the notebook's output when ``echo``): epoch k/N,
-    loss, accuracy, validation accuracy, seconds, images/second and the ETA of the remaining epochs
-    (their mean time in this attempt)."""
-
-    def __init__(self, path: Path, epochs: int, images_per_epoch: int, echo: bool):
-        super().__init__()
-        self.path, self.epochs, self.images, self.echo = Path(path), epochs, images_per_epoch, echo
-        self.times: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started
-        self.times.append(seconds)
-        eta = sum(self.times) / len(self.times) * (self.epochs - epoch - 1)
-        line = epoch_line(epoch + 1, self.epochs, logs or {}, seconds, self.images / seconds, eta)
-        append(self.path, line)
-        if self.echo:
-            print(line, flush=True)
 
 
 @contextlib.contextmanager

@@ -3,8 +3,6 @@ backups and a CSV history that holds every epoch exactly once."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import time
@@ -15,21 +13,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import data, manifest
+from . import input_pipeline, manifest
 from .config import EPOCH_BUDGET, RunConfig
 from .data import Cifar100
 from .errors import ConfigError, RunError, TrainingDiverged
 from .hardware import Placement, scale
+from .history import history_text, read_history
 from .layout import RunDir, replacing, write_atomic
 from .muon import MuonConvSGD
-from .progress import EpochProgress
+from .progress import append, epoch_line
 from .sgd import BiasScaledSGD
-
-HISTORY_FIELDS = (
-    "epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5",
-    "learning_rate", "seconds", "images_per_second",
-)  # fmt: skip
-
 
 MIN_WARMUP_STEPS = 50  # a warm-up shorter than this is lengthened: few, large steps need it most
 
@@ -128,22 +121,27 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
-def history_text(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, HISTORY_FIELDS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(sorted(rows, key=lambda r: int(r["epoch"])))
-    return out.getvalue()
+class EpochProgress(keras.callbacks.Callback):
+    """One line per epoch to ``path`` (and to the notebook's output when ``echo``): epoch k/N,
+    loss, accuracy, validation accuracy, seconds, images/second and the ETA of the remaining epochs
+    (their mean time in this attempt)."""
 
+    def __init__(self, path: Path, epochs: int, images_per_epoch: int, echo: bool):
+        super().__init__()
+        self.path, self.epochs, self.images, self.echo = Path(path), epochs, images_per_epoch, echo
+        self.times: list[float] = []
 
-def read_history(path) -> list[dict]:
-    """Rows of ``history.csv`` with numbers as floats (epoch as int); [] if there is none yet."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except FileNotFoundError:
-        return []
-    return [{k: (int(v) if k == "epoch" else float(v) if v else None) for k, v in row.items()} for row in rows]
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = time.perf_counter() - self.started
+        self.times.append(seconds)
+        eta = sum(self.times) / len(self.times) * (self.epochs - epoch - 1)
+        line = epoch_line(epoch + 1, self.epochs, logs or {}, seconds, self.images / seconds, eta)
+        append(self.path, line)
+        if self.echo:
+            print(line, flush=True)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -360,8 +358,8 @@ def prepare(
         },
     )
     return Fit(
-        train_data=data.train_dataset(ds.train, batch, cfg, state.size, state.epoch),
-        val_data=data.eval_dataset(ds.val, 500) if len(ds.val) else None,
+        train_data=input_pipeline.train_dataset(ds.train, batch, cfg, state.size, state.epoch),
+        val_data=input_pipeline.eval_dataset(ds.val, 500) if len(ds.val) else None,
         initial_epoch=finished,
         steps_per_epoch=steps,
         global_batch=batch,

@@ -9,7 +9,7 @@ import json
 import time
 from pathlib import Path
 
-from . import data, evaluation, hardware, manifest, models, pipeline, training
+from . import data, devices, evaluation, hardware, manifest, models, pipeline, training
 from .config import TTA_MODES, RunConfig
 from .errors import ConfigError
 from .layout import RunDir, write_atomic
@@ -58,7 +58,7 @@ def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
         "wall_minutes": round((time.time() - started) / 60, 2),
         "epochs": len(history),
         **manifest.git_state(Path(__file__).resolve().parent.parent),
-        "hardware": manifest.hardware(),
+        "hardware": devices.describe(),
     }
     write_atomic(run.root / "validation.json", json.dumps(result, indent=1))
     return result

@@ -3,6 +3,7 @@
 import io
 import pickle
 import tarfile
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +39,18 @@ def isolated_env(monkeypatch, tmp_path):
 
 @pytest.fixture
 def offline(isolated_env, monkeypatch):
-    """Every Keras download fails as it does without network (and nothing is cached)."""
+    """Every download (Keras's weights, the data) fails as it does without network (and nothing is cached)."""
 
     def fail(*args, **kwargs):
         raise Exception("URL fetch failure: None -- [Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr("keras.utils.get_file", fail)
     monkeypatch.setattr("keras.src.utils.file_utils.get_file", fail)
+    monkeypatch.setattr("urllib.request.urlopen", no_network)
+
+
+def no_network(*args, **kwargs):
+    raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
 
 def write_members(path: Path, members: dict[str, bytes]) -> Path:

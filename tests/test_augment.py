@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar100_helpers import augment, config, data
+from cifar100_helpers import augment, config, data, input_pipeline
 
 SEED = tf.constant([3, 4], tf.int64)
 
@@ -87,7 +87,7 @@ def mixed_policy(request):
 def test_train_dataset_yields_float32_under_mixed_precision(archive, mixed_policy, mixing):
     split = data.load(archive, verify=False).train
     cfg = config.make_config("transfer", weights=None, **mixing)
-    batches = data.train_dataset(split, 16, cfg)
+    batches = input_pipeline.train_dataset(split, 16, cfg)
     assert [spec.dtype for spec in batches.element_spec] == [tf.float32, tf.float32]
     images, labels = next(iter(batches))
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.float32 and labels.dtype == tf.float32
@@ -98,7 +98,7 @@ def flip_states(split, cfg, epoch: int) -> np.ndarray:
     """Per training image (in split order), whether the epoch's batch showed it flipped."""
     originals = {image.tobytes(): (i, False) for i, image in enumerate(split.x.astype(np.float32))}
     originals |= {image[:, ::-1].tobytes(): (i, True) for i, image in enumerate(split.x.astype(np.float32))}
-    images, _ = next(iter(data.train_dataset(split, len(split), cfg, epoch=tf.constant(epoch, tf.int64))))
+    images, _ = next(iter(input_pipeline.train_dataset(split, len(split), cfg, epoch=tf.constant(epoch, tf.int64))))
     seen = dict(originals[np.asarray(image, np.float32).tobytes()] for image in images)
     return np.array([seen[i] for i in range(len(split))])
 

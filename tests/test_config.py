@@ -15,9 +15,9 @@ def test_recipes_are_frozen_and_valid():
 
 
 def test_auto_picks_transfer_with_accelerator_and_cpu_without(monkeypatch):
-    monkeypatch.setattr(config, "accelerator_present", lambda: False)
+    monkeypatch.setattr(config.devices, "accelerator_present", lambda: False)
     assert config.make_config("auto").recipe == "cpu"
-    monkeypatch.setattr(config, "accelerator_present", lambda: True)
+    monkeypatch.setattr(config.devices, "accelerator_present", lambda: True)
     assert config.make_config("auto").recipe == "transfer"
 
 

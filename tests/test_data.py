@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from cifar100_helpers import config, data, generated_data
+from cifar100_helpers import config, data, generated_data, input_pipeline
 from cifar100_helpers.errors import DataError
 
 from .conftest import read_members, write_members
@@ -162,10 +162,10 @@ def test_validation_split_is_disjoint_from_training(archive):
 
 def test_crop_flip_moves_pixels_without_inventing_them():
     images = np.arange(2 * 8 * 8 * 3, dtype=np.uint8).reshape(2, 8, 8, 3)
-    out = data.random_crop_flip(tf.constant(images), 0, True, tf.constant([0, 0], tf.int64)).numpy()
+    out = input_pipeline.random_crop_flip(tf.constant(images), 0, True, tf.constant([0, 0], tf.int64)).numpy()
     for original, seen in zip(images, out, strict=True):
         assert np.array_equal(seen, original) or np.array_equal(seen, original[:, ::-1])
-    shifted = data.random_crop_flip(tf.constant(images), 2, False, tf.constant([1, 2], tf.int64)).numpy()
+    shifted = input_pipeline.random_crop_flip(tf.constant(images), 2, False, tf.constant([1, 2], tf.int64)).numpy()
     assert shifted.shape == images.shape
     padded = np.pad(images, [(0, 0), (2, 2), (2, 2), (0, 0)], mode="reflect")
     for p, s in zip(padded, shifted, strict=True):
@@ -175,9 +175,9 @@ def test_crop_flip_moves_pixels_without_inventing_them():
 def test_train_dataset_batches_one_hot_and_reproducible(archive):
     ds = data.load(archive, verify=False)
     cfg = config.make_config("cpu", seed=5)
-    first = [x.numpy() for x, _ in data.train_dataset(ds.train, 64, cfg).take(2)]
-    again = [x.numpy() for x, _ in data.train_dataset(ds.train, 64, cfg).take(2)]
-    x, y = next(iter(data.train_dataset(ds.train, 64, cfg)))
+    first = [x.numpy() for x, _ in input_pipeline.train_dataset(ds.train, 64, cfg).take(2)]
+    again = [x.numpy() for x, _ in input_pipeline.train_dataset(ds.train, 64, cfg).take(2)]
+    x, y = next(iter(input_pipeline.train_dataset(ds.train, 64, cfg)))
     assert x.shape == (64, 32, 32, 3) and x.dtype == tf.uint8
     assert y.shape == (64, 100) and np.allclose(y.numpy().sum(axis=1), 1)
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
@@ -186,21 +186,21 @@ def test_train_dataset_batches_one_hot_and_reproducible(archive):
 def test_stronger_policies_mix_labels_and_progressive_size_resizes(archive):
     ds = data.load(archive, verify=False)
     cfg = config.make_config("transfer", randaugment=0.5, mixup=0.2, cutmix=1.0, weights=None)
-    x, y = next(iter(data.train_dataset(ds.train, 32, cfg)))
+    x, y = next(iter(input_pipeline.train_dataset(ds.train, 32, cfg)))
     assert x.shape == (32, 32, 32, 3) and y.shape == (32, 100)
     assert np.allclose(y.numpy().sum(axis=1), 1, atol=1e-5) and (y.numpy().max(axis=1) < 1).any()  # mixed labels
     size = tf.Variable(24)
-    x, _ = next(iter(data.train_dataset(ds.train, 8, config.make_config("scratch"), size)))
+    x, _ = next(iter(input_pipeline.train_dataset(ds.train, 8, config.make_config("scratch"), size)))
     assert x.shape == (8, 24, 24, 3)
 
 
 def test_random_resized_crop_zooms_in_within_the_pixel_range():
     images = np.random.default_rng(0).integers(0, 256, size=(16, 32, 32, 3)).astype(np.uint8)
-    out = data.random_resized_crop(tf.constant(images), 0.35, tf.constant([3, 4], tf.int64)).numpy()
+    out = input_pipeline.random_resized_crop(tf.constant(images), 0.35, tf.constant([3, 4], tf.int64)).numpy()
     assert out.shape == images.shape and out.dtype == np.float32
     assert out.min() >= 0 and out.max() <= 255
     assert not np.allclose(out, images)
-    again = data.random_resized_crop(tf.constant(images), 0.35, tf.constant([3, 4], tf.int64)).numpy()
+    again = input_pipeline.random_resized_crop(tf.constant(images), 0.35, tf.constant([3, 4], tf.int64)).numpy()
     assert np.array_equal(out, again)  # stateless: the same seed gives the same crops
 
 
@@ -208,7 +208,7 @@ def test_augmentation_preview_uses_the_recipes_own_augmentation(archive_images, 
     from cifar100_helpers import plots
 
     calls = []
-    real = data.batch_augmenter
+    real = input_pipeline.batch_augmenter
     monkeypatch.setattr(plots, "batch_augmenter", lambda cfg: calls.append(cfg) or real(cfg))
     cfg = config.make_config("transfer", weights=None)
     figure = plots.augmentation_preview(archive_images[:2], cfg, views=2)

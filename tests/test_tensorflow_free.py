@@ -1,0 +1,87 @@
+"""The processes that only orchestrate (the command line, the papermill runner, compare, a sweep's driver) never
+load TensorFlow: on a TPU machine the first process to load it holds the TPU until it exits, and then the notebook
+kernels that train could not have it. Each case runs in a fresh interpreter, so sys.modules starts empty."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from cifar100_helpers.generated_data import write_archive
+
+from .test_compare import fake_run
+
+NO_TENSORFLOW = "assert not {'tensorflow', 'keras'} & set(sys.modules), sorted(m for m in sys.modules if 'tensor' in m)"
+
+
+def fresh(script: str, tmp_path) -> subprocess.CompletedProcess:
+    code = textwrap.dedent(script).replace("CHECK", NO_TENSORFLOW)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def test_importing_the_package_loads_no_tensorflow(tmp_path):
+    fresh("import sys, cifar100_helpers\nCHECK", tmp_path)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["sweep", "--help"], ["run", "--help"], ["compare", "--help"]])
+def test_help_loads_no_tensorflow(tmp_path, argv):
+    fresh(f"""
+        import sys
+        from cifar100_helpers import cli
+        try:
+            cli.main({argv!r})
+        except SystemExit:
+            pass
+        CHECK
+    """, tmp_path)  # fmt: skip
+
+
+def test_run_orchestration_up_to_the_first_kernel_loads_no_tensorflow(tmp_path):
+    """``run --recipe auto`` (the recipe chosen for this machine), the data check, the run directory, run.json with
+    the hardware: all before a kernel starts, without TensorFlow; the kernels themselves are stood in for."""
+    write_archive(tmp_path / "c100.tar.gz")
+    done = fresh(f"""
+        import sys
+        from cifar100_helpers import cli, pipeline
+
+        def kernel_starts(notebook, *args, **kwargs):
+            CHECK
+            print("kernel would start:", notebook)
+
+        pipeline.execute = kernel_starts
+        pipeline.write_report = lambda *a, **k: None
+        assert cli.main(["run", "--recipe", "auto", "--output", "run", "--data", {str(tmp_path / 'c100.tar.gz')!r},
+                         "--no-verify"]) == 0
+        CHECK
+    """, tmp_path)  # fmt: skip
+    assert done.stdout.count("kernel would start:") == 4
+    record = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert record["status"] == "completed" and record["hardware"]["cpu_cores"] and record["config"]["recipe"] == "cpu"
+
+
+def test_compare_loads_no_tensorflow_in_its_own_process(tmp_path):
+    fake_run(tmp_path, "a", "cpu", 0.6)
+    fresh(f"""
+        import sys
+        from cifar100_helpers import cli, pipeline
+        pipeline.execute = lambda *a, **k: None  # notebook 05's kernel is another process
+        pipeline.export_html = lambda *a: a[2]
+        pipeline.os.replace = lambda *a: None
+        assert cli.main(["compare", "--outputs", {str(tmp_path)!r}]) == 0
+        CHECK
+    """, tmp_path)  # fmt: skip
+
+
+def test_tensorflow_imported_later_is_quiet_and_works(tmp_path):
+    done = fresh("""
+        import sys
+        import cifar100_helpers
+        from cifar100_helpers import models
+        import tensorflow as tf
+        print(tf.constant(2) * 21)
+    """, tmp_path)  # fmt: skip
+    assert "42" in done.stdout and "cuInit" not in done.stderr and "oneDNN" not in done.stderr, done.stderr
