@@ -197,8 +197,8 @@ def test_every_notebook_has_the_same_colab_set_up_and_literal_parameters(path):
     set_ups = [c for c in nb.cells if c.cell_type == "code" and "google.colab" in c.source]
     (set_up,) = set_ups
     assert "report-skip" in set_up.metadata["tags"] and nb.cells.index(set_up) > nb.cells.index(tagged["parameters"])
-    assert f"git clone -q --depth 1 {REPO_URL} /content/cifar100-10-epochs" in set_up.source
-    assert "%run /content/cifar100-10-epochs/cifar100_helpers/colab_setup.py" in set_up.source
+    assert f"git clone -q --depth 1 {REPO_URL} {{repo}}" in set_up.source
+    assert "%run {repo}/cifar100_helpers/colab_setup.py" in set_up.source
     assert len(set_up.source.splitlines()) <= 5  # the shared set-up is short; colab_setup.py holds the rest
     reference = nbformat.read(pipeline.NOTEBOOK_DIR / "00_colab.ipynb", as_version=4)
     assert set_up.source == next(c.source for c in reference.cells if "google.colab" in c.source)

@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from cifar100_helpers import config, hardware
+from cifar100_helpers import config, devices, hardware
 from cifar100_helpers.errors import ConfigError
 
 from .conftest import REPO
@@ -67,17 +67,17 @@ def test_cpu_placement_is_float32_default_strategy():
 def no_tpu_env(monkeypatch):
     for name in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(hardware.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(devices.glob, "glob", lambda pattern: [])
     return monkeypatch
 
 
 def test_tpu_detection(no_tpu_env):
-    assert hardware.tpu_address() is None
-    no_tpu_env.setattr(hardware.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
-    assert hardware.tpu_address() == "local"  # a TPU VM (Colab's TPU runtimes, Cloud TPU VMs)
-    no_tpu_env.setattr(hardware.glob, "glob", lambda pattern: [])
+    assert devices.tpu_address() is None
+    no_tpu_env.setattr(devices.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
+    assert devices.tpu_address() == "local"  # a TPU VM (Colab's TPU runtimes, Cloud TPU VMs)
+    no_tpu_env.setattr(devices.glob, "glob", lambda pattern: [])
     no_tpu_env.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
-    assert hardware.tpu_address() == "grpc://10.0.0.2:8470"  # an older remote TPU node
+    assert devices.tpu_address() == "grpc://10.0.0.2:8470"  # an older remote TPU node
 
 
 def test_a_tpu_that_does_not_start_stops_the_run(no_tpu_env):
