@@ -1,0 +1,136 @@
+"""A hostile user of bench, tune, predict, export and every --output: one line ``error: ...`` (exit 2), never a
+traceback, a hang or lost work. bench never benches here (bench.run is replaced by a made-up result); predict and
+export use the small untrained run of test_predict_export."""
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from cifar100_helpers import bench, cli, training, tune
+from cifar100_helpers.errors import TrainingDiverged
+from cifar100_helpers.layout import RunDir
+
+from .test_hostile import fake_notebooks, one_line_error  # noqa: F401 (fake_notebooks: a fixture)
+
+LONG = "a" * 300  # more than the 255 bytes a name may have on common file systems
+UNWRITABLE = Path("/sys/bench.json")  # sysfs: nobody creates files there, not even root
+
+
+# --------------------------------------------------------------------------- 6: bench keeps its results
+
+
+@pytest.fixture
+def fake_bench(monkeypatch) -> list:
+    """bench without benching: bench.run returns one made-up row at once; its calls are recorded."""
+    calls = []
+    row = {"recipe": "cpu", "parameters": 1000, "global_batch_size": 8, "train_images_per_second": 10.0,
+           "input_pipeline_images_per_second": 50.0, "input_pipeline_images_per_second_per_core": 25.0,
+           "pipeline_to_train_ratio": 5.0, "projected_10_epoch_minutes": 750.0, "ratio_to_seed": None}  # fmt: skip
+    result = {"hardware": {"cpu": "a CPU", "cpu_cores": 2, "gpus": []}, "steps": 1, "recipes": [row]}
+    monkeypatch.setattr(bench, "load_bench_data", lambda *args: None)
+    monkeypatch.setattr(bench, "run", lambda *args, **kwargs: calls.append(args) or result)
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("where", "message"),
+    [
+        ("under-a-file", "is a file, not a folder"),
+        ("a-folder", "is a folder: pass a file name inside it"),
+        ("too-long", "this file system allows: choose a shorter name"),
+        ("sysfs", "cannot write in /sys (Permission denied)"),
+    ],
+)
+def test_bench_refuses_an_output_it_cannot_write_before_benching(capsys, tmp_path, fake_bench, where, message):
+    if where == "sysfs" and not UNWRITABLE.parent.is_dir():
+        pytest.skip("no /sys here")
+    (tmp_path / "file").write_text("")
+    (tmp_path / "folder").mkdir()
+    output = {"under-a-file": tmp_path / "file" / "bench.json", "a-folder": tmp_path / "folder",
+              "too-long": tmp_path / f"{LONG}.json", "sysfs": UNWRITABLE}[where]  # fmt: skip
+    err = one_line_error(capsys, "bench", "--recipes", "cpu", "--output", output)
+    assert err.startswith("error: --output") and message in err
+    assert fake_bench == []  # refused before benching
+
+
+def test_bench_prints_its_table_even_when_saving_fails(capsys, tmp_path, fake_bench, monkeypatch):
+    def read_only(result, path):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(bench, "save", read_only)
+    output = tmp_path / "bench.json"
+    assert cli.main(["bench", "--recipes", "cpu", "--output", str(output)]) == 2
+    out, err = capsys.readouterr()
+    assert "| cpu | 1,000 | 8 | 10.0 |" in out
+    assert err == f"error: Could not save {output} (Read-only file system): the table above is the result.\n"
+
+
+# --------------------------------------------------------------------------- 8: names too long, files in the way
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["run", "--recipe", "smoke"], ["tune", "--recipe", "smoke"], ["sweep", "--recipes", "smoke"],
+     ["gpu-check"]],
+)  # fmt: skip
+def test_an_output_name_too_long_is_one_line(capsys, tmp_path, argv):
+    err = one_line_error(capsys, *argv, "--output", tmp_path / LONG / "x")
+    assert "--output: the name aaaaaaaaaaaaaaaaaaaaaaaa... is 300 bytes, more than the" in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_tune_output_that_is_a_file_is_one_line(capsys, tmp_path):
+    (tmp_path / "t").write_text("notes")
+    assert f"--output {tmp_path / 't'} is a file: pass a new folder name." in one_line_error(
+        capsys, "tune", "--recipe", "smoke", "--output", tmp_path / "t"
+    )
+    assert (tmp_path / "t").read_text() == "notes"
+
+
+# --------------------------------------------------------------------------- 10: tune keeps to its own folders
+
+
+def test_tune_refuses_to_write_into_a_run_directory(capsys, tmp_path, fake_notebooks):  # noqa: F811
+    run = tmp_path / "run"
+    assert cli.main(["run", "--recipe", "smoke", "--output", str(run)]) == 0
+    capsys.readouterr()  # its warning about the stand-in notebooks' missing metrics
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    err = one_line_error(capsys, "tune", "--recipe", "smoke", "--output", run)
+    assert f"{run} is a run directory (made by `run`): tune never writes into one; choose a new --output." in err
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_tune_refuses_a_folder_it_did_not_make(capsys, tmp_path):
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("")
+    err = one_line_error(capsys, "tune", "--recipe", "smoke", "--output", tmp_path / "mine")
+    assert "holds other files and no tune's config.json" in err
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+@pytest.mark.parametrize("epochs_done", [0, 1])
+def test_a_failed_tune_leaves_no_half_made_folder(capsys, tmp_path, monkeypatch, epochs_done):
+    """A tune that fails before its first epoch is saved removes the folder it created; one that saved an epoch
+    keeps it, for the same command to continue."""
+
+    def diverge(model, ds, cfg, run, **kwargs):
+        if epochs_done:
+            run.checkpoint.write_text("an epoch")
+        raise TrainingDiverged("The loss became NaN or infinite at epoch 1.")
+
+    monkeypatch.setattr(training, "train", diverge)
+    out = tmp_path / "tuning" / "t"
+    assert "The loss became NaN" in one_line_error(capsys, "tune", "--recipe", "smoke", "--output", out)
+    assert out.exists() == bool(epochs_done)
+
+
+def test_tune_continues_its_own_folder(tmp_path):
+    """The documented behaviour stays: an existing tune folder (its config.json, a run.json of training details)
+    is accepted."""
+    folder = RunDir(tmp_path / "t").create()
+    folder.config.write_text("{}")
+    folder.manifest.write_text(json.dumps({"training": {}}))
+    assert tune.check_folder(folder.root) == folder.root
