@@ -3,17 +3,22 @@ traceback, a hang or lost work. bench never benches here (bench.run is replaced 
 export use the small untrained run of test_predict_export."""
 
 import errno
+import importlib.util
 import json
 import os
+import subprocess
+import sys
+import warnings
 from pathlib import Path
 
 import pytest
 
-from cifar100_helpers import bench, cli, training, tune
+from cifar100_helpers import bench, cli, export, training, tune
 from cifar100_helpers.errors import TrainingDiverged
 from cifar100_helpers.layout import RunDir
 
 from .test_hostile import fake_notebooks, one_line_error  # noqa: F401 (fake_notebooks: a fixture)
+from .test_predict_export import run_cli, run_dir  # noqa: F401 (run_dir: a fixture)
 
 LONG = "a" * 300  # more than the 255 bytes a name may have on common file systems
 UNWRITABLE = Path("/sys/bench.json")  # sysfs: nobody creates files there, not even root
@@ -88,6 +93,39 @@ def test_tune_output_that_is_a_file_is_one_line(capsys, tmp_path):
         capsys, "tune", "--recipe", "smoke", "--output", tmp_path / "t"
     )
     assert (tmp_path / "t").read_text() == "notes"
+
+
+def test_export_to_a_legal_255_byte_name(capsys, tmp_path, run_dir):  # noqa: F811
+    output = tmp_path / ("m" * 248 + ".tflite")
+    code, out, err = run_cli(capsys, "export", run_dir, "--format", "tflite", "--output", output)
+    assert code == 0, err
+    assert output.is_file() and os.listdir(tmp_path) == [output.name]  # no staging folder left
+
+
+def test_export_removes_the_staging_folders_of_killed_exports(capsys, tmp_path, run_dir):  # noqa: F811
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = tmp_path / f"{export.staging_prefix(int(gone.stdout))}x1"  # as an export killed by SIGKILL leaves it
+    running = tmp_path / f"{export.staging_prefix(os.getppid())}x2"  # an export still at work
+    for folder in (killed, running):
+        folder.mkdir()
+        (folder / "saved_model.pb").write_text("")
+    code, _, err = run_cli(capsys, "export", run_dir, "--format", "tflite", "--output", tmp_path / "m.tflite")
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path)) == sorted(["m.tflite", running.name])
+
+
+def test_tflite_export_prints_no_deprecation_warning(capsys, tmp_path, run_dir, monkeypatch):  # noqa: F811
+    """Without ai-edge-litert the check runs on tf.lite.Interpreter, which warns in six lines that it is
+    deprecated: the check chose it knowingly, so the user is not told."""
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "ai_edge_litert" else real(name, *a)
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run_cli(capsys, "export", run_dir, "--format", "tflite", "--output", tmp_path / "m.tflite")
+    assert code == 0 and "Checked with tensorflow (tf.lite)" in out, err
+    assert [str(w.message) for w in caught if "tf.lite" in str(w.message)] == []
 
 
 # --------------------------------------------------------------------------- 10: tune keeps to its own folders
