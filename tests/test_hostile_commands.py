@@ -2,16 +2,19 @@
 traceback, a hang or lost work. bench never benches here (bench.run is replaced by a made-up result); predict and
 export use the small untrained run of test_predict_export."""
 
+import contextlib
 import errno
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import warnings
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from cifar100_helpers import bench, cli, export, training, tune
 from cifar100_helpers.errors import TrainingDiverged
@@ -22,6 +25,26 @@ from .test_predict_export import run_cli, run_dir  # noqa: F401 (run_dir: a fixt
 
 LONG = "a" * 300  # more than the 255 bytes a name may have on common file systems
 UNWRITABLE = Path("/sys/bench.json")  # sysfs: nobody creates files there, not even root
+
+
+@contextlib.contextmanager
+def deadline(seconds: int):
+    """Fail instead of hanging: an exception (not an OSError, which the code under test may catch) after
+    ``seconds``."""
+
+    class Hung(Exception):
+        pass
+
+    def stop(signum, frame):
+        raise Hung(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 # --------------------------------------------------------------------------- 6: bench keeps its results
@@ -87,6 +110,13 @@ def test_an_output_name_too_long_is_one_line(capsys, tmp_path, argv):
     assert os.listdir(tmp_path) == []
 
 
+def test_export_and_predict_names_too_long_are_one_line(capsys, tmp_path, run_dir):  # noqa: F811
+    err = one_line_error(capsys, "export", run_dir, "--format", "tflite", "--output", tmp_path / f"{LONG}.tflite")
+    assert "is 307 bytes, more than the" in err
+    err = one_line_error(capsys, "predict", run_dir, tmp_path / f"{LONG}.png")
+    assert f"{tmp_path / LONG}.png: File name too long. Check the path." in err
+
+
 def test_tune_output_that_is_a_file_is_one_line(capsys, tmp_path):
     (tmp_path / "t").write_text("notes")
     assert f"--output {tmp_path / 't'} is a file: pass a new folder name." in one_line_error(
@@ -126,6 +156,40 @@ def test_tflite_export_prints_no_deprecation_warning(capsys, tmp_path, run_dir, 
         code, out, err = run_cli(capsys, "export", run_dir, "--format", "tflite", "--output", tmp_path / "m.tflite")
     assert code == 0 and "Checked with tensorflow (tf.lite)" in out, err
     assert [str(w.message) for w in caught if "tf.lite" in str(w.message)] == []
+
+
+# --------------------------------------------------------------------------- 9: predict on awkward folders
+
+
+def test_predict_skips_pipes_and_truncated_images_and_predicts_the_rest(capsys, tmp_path, run_dir, first20):  # noqa: F811
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(first20[0][0]).save(folder / "a.png")
+    Image.fromarray(first20[0][1]).resize((256, 256)).save(folder / "b.jpg", quality=95)
+    (folder / "c_cut.jpg").write_bytes((folder / "b.jpg").read_bytes()[:2000])  # a download cut short
+    os.mkfifo(folder / "d_pipe")
+    with deadline(120):
+        code, out, err = run_cli(capsys, "predict", run_dir, folder)
+    assert code == 0, err
+    assert out.startswith("2 image(s)") and "a.png" in out and "b.jpg" in out
+    assert f"note: skipped {folder / 'c_cut.jpg'} (truncated or unreadable image)\n" in err
+    assert f"note: skipped {folder / 'd_pipe'} (not a regular file)\n" in err
+    assert err.count("\n") == 2
+    with deadline(60):
+        err = one_line_error(capsys, "predict", run_dir, folder / "d_pipe")
+    assert "d_pipe: not a regular file" in err
+
+
+def test_predict_reads_a_large_image_without_warning(capsys, tmp_path, run_dir, first20, monkeypatch):  # noqa: F811
+    """Pillow warns about images over MAX_IMAGE_PIXELS (and refuses those over twice that): a large photo is
+    read quietly, shrunk while decoding."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 40 * 40)
+    Image.fromarray(first20[0][0]).resize((50, 50)).save(tmp_path / "large.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        code, out, err = run_cli(capsys, "predict", run_dir, tmp_path / "large.png")
+    assert code == 0 and out.startswith("1 image(s)") and err == "", err
+    assert [w.category.__name__ for w in caught if issubclass(w.category, Image.DecompressionBombWarning)] == []
 
 
 # --------------------------------------------------------------------------- 10: tune keeps to its own folders
