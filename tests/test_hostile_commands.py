@@ -7,6 +7,7 @@ import errno
 import importlib.util
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from cifar100_helpers import bench, cli, export, training, tune
 from cifar100_helpers.errors import TrainingDiverged
 from cifar100_helpers.layout import RunDir
 
+from .conftest import read_members, write_members
 from .test_hostile import fake_notebooks, one_line_error  # noqa: F401 (fake_notebooks: a fixture)
 from .test_predict_export import run_cli, run_dir  # noqa: F401 (run_dir: a fixture)
 
@@ -227,6 +229,43 @@ def test_a_failed_tune_leaves_no_half_made_folder(capsys, tmp_path, monkeypatch,
     out = tmp_path / "tuning" / "t"
     assert "The loss became NaN" in one_line_error(capsys, "tune", "--recipe", "smoke", "--output", out)
     assert out.exists() == bool(epochs_done)
+
+
+# --------------------------------------------------------------------------- data errors name the file
+
+
+@pytest.fixture
+def damaged_folder(archive, tmp_path) -> Path:
+    """The generated archive extracted to a folder, its train member no pickle at all."""
+    members = read_members(archive)
+    folder = tmp_path / "c100" / "cifar-100-python"
+    folder.mkdir(parents=True)
+    for name, member in members.items():
+        (folder / name).write_bytes(pickle.dumps(member, protocol=2))
+    (folder / "train").write_text("garbage")
+    return folder
+
+
+@pytest.mark.parametrize("argv", [["bench", "--recipes", "cpu", "--data"], ["tune", "--recipe", "cpu", "--data"],
+                                  ["run", "--recipe", "cpu"]])  # fmt: skip
+def test_a_damaged_data_folder_is_named(capsys, tmp_path, isolated_env, monkeypatch, damaged_folder, argv):
+    if argv[-1] == "--data":
+        argv = [*argv, damaged_folder.parent]
+    else:
+        monkeypatch.setenv("CIFAR100_DATA", str(damaged_folder.parent))
+    err = one_line_error(capsys, *argv, "--no-verify", "--output", tmp_path / "out")
+    assert f"{damaged_folder / 'train'}: not a readable pickle" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bench_names_the_archive_whose_contents_are_bad(capsys, tmp_path, archive):
+    members = read_members(archive)
+    members["train"]["fine_labels"] = [150] * len(members["train"]["fine_labels"])
+    bad = write_members(tmp_path / "bad.tar.gz", {k: pickle.dumps(v, protocol=2) for k, v in members.items()})
+    err = one_line_error(
+        capsys, "bench", "--recipes", "cpu", "--data", bad, "--no-verify", "--output", tmp_path / "b.json"
+    )
+    assert f"{bad}: train: 'fine_labels' has values outside 0..99" in err
 
 
 def test_tune_continues_its_own_folder(tmp_path):
