@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,6 +19,9 @@ from .kernel import end_with_parent_if_asked, terminate_as_interrupt
 from .layout import check_output
 
 BENCH_RECIPES = [r for r in RECIPE_NAMES if r not in ("auto", "smoke")]
+PATH_OPTIONS = {"run_dir": "RUN_DIR", "images": "IMAGE", "data": "--data", "weights": "--weights",
+                "notebooks": "--notebooks", "outputs": "--outputs", "resume": "--resume",
+                "output": "--output"}  # fmt: skip
 IGNORED_BY_RESUME = ("recipe", "output", "data", "no_verify", "epochs", "seed", "weights", "allow_over_budget",
                      "deterministic", "set")  # fmt: skip
 
@@ -307,6 +312,22 @@ def export_command(args: argparse.Namespace) -> None:
     print(export.export(args.run_dir, args.format, args.output).summary())
 
 
+def too_long(exc: OSError, args: argparse.Namespace) -> str:
+    """The line for a path the system refused as too long, naming the option it came from. Outputs are checked
+    before any work (layout.check_output); this catches the paths a command only reads."""
+    path = Path(os.path.abspath(exc.filename))
+    given = [flag for name, flag in PATH_OPTIONS.items() for value in always_list(getattr(args, name, None))
+             if value and path.is_relative_to(os.path.abspath(value))]  # fmt: skip
+    return (
+        f"{given[0] if given else 'a path'} {path}: {exc.strerror} (names hold at most 255 bytes on most "
+        "file systems): choose a shorter one."
+    )
+
+
+def always_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     terminate_as_interrupt()
@@ -318,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         commands[args.command](args)
     except Cifar100Error as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG or not exc.filename:  # anything else is not a mistyped path: traceback
+            raise
+        print(f"error: {too_long(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Interrupted (run) says how to continue; bench and compare just stop
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # no "Task exception was never retrieved" at exit

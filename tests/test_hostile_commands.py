@@ -112,6 +112,19 @@ def test_an_output_name_too_long_is_one_line(capsys, tmp_path, argv):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [(["predict", "LONG", "x.png"], "RUN_DIR"), (["export", "LONG", "--format", "onnx"], "RUN_DIR"),
+     (["run", "--resume", "LONG"], "--resume"), (["compare", "--outputs", "LONG"], "--outputs"),
+     (["run", "--recipe", "transfer", "--weights", "LONG"], "--weights"),
+     (["run", "--recipe", "smoke", "--notebooks", "LONG"], "--notebooks"), (["sweep", "--resume", "LONG"], "--resume")],
+)  # fmt: skip
+def test_a_path_too_long_to_read_is_one_line_naming_its_option(capsys, tmp_path, monkeypatch, argv, flag):
+    monkeypatch.chdir(tmp_path)
+    err = one_line_error(capsys, *[LONG if a == "LONG" else a for a in argv])
+    assert err.startswith(f"error: {flag} {tmp_path / LONG}") and ": File name too long (names hold at most" in err
+
+
 def test_export_and_predict_names_too_long_are_one_line(capsys, tmp_path, run_dir):  # noqa: F811
     err = one_line_error(capsys, "export", run_dir, "--format", "tflite", "--output", tmp_path / f"{LONG}.tflite")
     assert "is 307 bytes, more than the" in err
