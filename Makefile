@@ -12,7 +12,7 @@ RUN_ARGS := $(if $(DATA),--data $(DATA),) $(ARGS)
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,sweep]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,sweep,export]"
 	$(BIN)/python -m ipykernel install --user --name cifar100-helpers --display-name "CIFAR-100 (.venv)" >/dev/null
 	touch $(STAMP)
 

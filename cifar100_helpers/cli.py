@@ -5,17 +5,23 @@ from __future__ import annotations
 
 import argparse
 import ast
+import errno
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 from .config import RECIPE_NAMES, resolve_recipe
-from .errors import Cifar100Error, ConfigError, Interrupted
+from .errors import Cifar100Error, ConfigError, Interrupted, OutputError
 from .kernel import end_with_parent_if_asked, terminate_as_interrupt
+from .layout import check_output
 
 BENCH_RECIPES = [r for r in RECIPE_NAMES if r not in ("auto", "smoke")]
+PATH_OPTIONS = {"run_dir": "RUN_DIR", "images": "IMAGE", "data": "--data", "weights": "--weights",
+                "notebooks": "--notebooks", "outputs": "--outputs", "resume": "--resume",
+                "output": "--output"}  # fmt: skip
 IGNORED_BY_RESUME = ("recipe", "output", "data", "no_verify", "epochs", "seed", "weights", "allow_over_budget",
                      "deterministic", "set")  # fmt: skip
 
@@ -218,7 +224,7 @@ def run_command(args: argparse.Namespace) -> None:
         if args.resume:
             done = pipeline.resume(path, **notebooks)
         else:
-            done = pipeline.run(config_from_args(args), path, **notebooks)
+            done = pipeline.run(config_from_args(args), check_output(path, folder=True), **notebooks)
     except KeyboardInterrupt:
         if (path / "run.json").exists():
             raise Interrupted(f"finished notebooks and epochs are kept; continue with --resume {path}") from None
@@ -248,7 +254,7 @@ def sweep_command(args: argparse.Namespace) -> None:
     elif not args.recipes:
         raise ConfigError("sweep needs --recipes (e.g. --recipes cpu scratch), or --resume SWEEP_DIR.")
     else:
-        output = args.output or Path(f"outputs/sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+        output = check_output(args.output or f"outputs/sweep-{time.strftime('%Y%m%d-%H%M%S')}", folder=True)
         settings = [sweep.split_values(s) for s in args.set]
         done = sweep.start(output, args.recipes, settings, args.seeds or [0], args.data, args.no_verify, args.epochs,
                            args.slots, args.address)  # fmt: skip
@@ -259,7 +265,7 @@ def tune_command(args: argparse.Namespace) -> None:
     from . import tune
 
     cfg = config_from_args(args)
-    output = args.output or Path(f"outputs/tuning/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}")
+    output = check_output(args.output or f"outputs/tuning/{cfg.recipe}-{time.strftime('%Y%m%d-%H%M%S')}", folder=True)
     result = tune.validate(cfg, output, dict(parse_setting(s) for s in args.set))
     print(json.dumps(result["val_top1"]), f"{result['training_minutes']} min of training; {output}/validation.json")
 
@@ -267,16 +273,20 @@ def tune_command(args: argparse.Namespace) -> None:
 def bench_command(args: argparse.Namespace) -> None:
     from . import bench
 
+    output = check_output(args.output, folder=False)
     result = bench.run(args.recipes, bench.load_bench_data(args.data, not args.no_verify), steps=args.steps)
-    bench.save(result, args.output)
     print(bench.table(result, args.gpu_images_per_second))
-    print(f"Saved {args.output}")
+    try:
+        bench.save(result, output)
+    except OSError as exc:
+        raise OutputError(f"Could not save {output} ({exc.strerror}): the table above is the result.") from None
+    print(f"Saved {output}")
 
 
 def gpu_check_command(args: argparse.Namespace) -> None:
     from . import gpu_check
 
-    output = args.output or Path(f"outputs/gpu-check-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    output = check_output(args.output or f"outputs/gpu-check-{time.strftime('%Y%m%d-%H%M%S')}.json", folder=False)
     data_args = [*(["--data", args.data] if args.data else []), *(["--no-verify"] if args.no_verify else [])]
     result = gpu_check.run(output, data_args, ["--weights", args.weights] if args.weights else [], epochs=args.epochs)
     failed = [s["command"] for s in (result["bench_step"], result["run_step"]) if s["exit_code"]]
@@ -302,6 +312,22 @@ def export_command(args: argparse.Namespace) -> None:
     print(export.export(args.run_dir, args.format, args.output).summary())
 
 
+def too_long(exc: OSError, args: argparse.Namespace) -> str:
+    """The line for a path the system refused as too long, naming the option it came from. Outputs are checked
+    before any work (layout.check_output); this catches the paths a command only reads."""
+    path = Path(os.path.abspath(exc.filename))
+    given = [flag for name, flag in PATH_OPTIONS.items() for value in always_list(getattr(args, name, None))
+             if value and path.is_relative_to(os.path.abspath(value))]  # fmt: skip
+    return (
+        f"{given[0] if given else 'a path'} {path}: {exc.strerror} (names hold at most 255 bytes on most "
+        "file systems): choose a shorter one."
+    )
+
+
+def always_list(value) -> list:
+    return value if isinstance(value, list) else [value]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     terminate_as_interrupt()
@@ -313,6 +339,11 @@ def main(argv: list[str] | None = None) -> int:
         commands[args.command](args)
     except Cifar100Error as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG or not exc.filename:  # anything else is not a mistyped path: traceback
+            raise
+        print(f"error: {too_long(exc, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # Interrupted (run) says how to continue; bench and compare just stop
         logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # no "Task exception was never retrieved" at exit

@@ -161,8 +161,8 @@ class RestrictedUnpickler(pickle.Unpickler):
 def unpickle(raw: bytes, member: str) -> dict:
     try:
         obj = RestrictedUnpickler(io.BytesIO(raw), encoding="latin1").load()
-    except DataError:
-        raise
+    except DataError as exc:
+        raise DataError(f"{member}: {exc}") from None
     except Exception as exc:
         raise DataError(f"{member}: not a readable pickle ({exc}). Re-download the archive.") from None
     if not isinstance(obj, dict):
@@ -180,7 +180,7 @@ def read_members(source: Path) -> dict[str, dict]:
                 f"{folder} lacks {', '.join(missing)}: pass the folder that holds train, test and meta "
                 f"(or {ARCHIVE_NAME} itself)."
             )
-        return {m: unpickle((folder / m).read_bytes(), m) for m in MEMBERS}
+        return {m: unpickle((folder / m).read_bytes(), str(folder / m)) for m in MEMBERS}
     raw: dict[str, bytes] = {}
     try:
         with tarfile.open(source, "r:*") as tar:
@@ -198,7 +198,7 @@ def read_members(source: Path) -> dict[str, dict]:
         raise DataError(
             f"{source} lacks cifar-100-python/{', '.join(missing)}: it is not the CIFAR-100 python archive."
         )
-    return {m: unpickle(raw[m], m) for m in MEMBERS}
+    return {m: unpickle(raw[m], f"{source}: cifar-100-python/{m}") for m in MEMBERS}
 
 
 def field(batch: dict, key: str, member: str):
@@ -254,9 +254,26 @@ def checked_source(path: str | os.PathLike | None, verify: bool, download: bool 
 def validated_source(
     path: str | os.PathLike | None, verify: bool, val_fraction: float = 0.1, download: bool = True
 ) -> Path:
-    """What :func:`load` checks, without keeping the data: the source is found, compared with the official
-    sha256 when ``verify``, and its members read and validated (shapes, dtype, labels, class names, room for
-    the hold-out). The pipeline calls it before it creates a run directory, so a bad archive leaves none."""
+    """The source :func:`load` reads, after everything it checks: the source is found, compared with the official
+    sha256 when ``verify``, and its members read and validated (shapes, dtype, labels, class names, room for the
+    hold-out). The pipeline calls it before it creates a run directory, so a bad archive leaves none."""
+    return Path(load(path, verify, val_fraction, download=download).source)
+
+
+def load(
+    path: str | os.PathLike | None = None,
+    verify: bool = True,
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    download: bool = True,
+) -> Cifar100:
+    """Load CIFAR-100 with both label sets and a stratified, seeded validation hold-out
+    (``val_fraction`` of the training split; 0.1 is 5,000 images).
+
+    ``verify`` checks an archive against the official sha256; turn it off for your own copy in the
+    same format. Folders cannot be checked and are only validated for structure. Every DataError names the
+    archive or folder (from ``path``, ``$CIFAR100_DATA``, the Keras cache or the download).
+    """
     given = path or os.environ.get(ENV_VAR)
     if given and os.path.islink(Path(given).expanduser()):
         try:
@@ -274,45 +291,17 @@ def validated_source(
             f"Cannot read {exc.filename or path}: {exc.strerror or exc}. Check the path and its permissions."
         ) from None
     try:
-        train = to_split(members["train"], "train")
-        to_split(members["test"], "test")
-        names(members["meta"], "fine_label_names", NUM_FINE)
-        names(members["meta"], "coarse_label_names", NUM_COARSE)
-        stratified_holdout(train.fine, round(val_fraction * len(train)), 0)
+        train_all = to_split(members["train"], "train")
+        test = to_split(members["test"], "test")
+        fine_names = names(members["meta"], "fine_label_names", NUM_FINE)
+        coarse_names = names(members["meta"], "coarse_label_names", NUM_COARSE)
+        val_index = stratified_holdout(train_all.fine, round(val_fraction * len(train_all)), seed)
     except DataError as exc:
         raise DataError(f"{source}: {exc}") from None
     except (TypeError, ValueError) as exc:  # e.g. class names that are not a list
         raise DataError(f"{source} is not in the CIFAR-100 python format ({exc}): use the official archive.") from None
-    return source
-
-
-def load(
-    path: str | os.PathLike | None = None,
-    verify: bool = True,
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    download: bool = True,
-) -> Cifar100:
-    """Load CIFAR-100 with both label sets and a stratified, seeded validation hold-out
-    (``val_fraction`` of the training split; 0.1 is 5,000 images).
-
-    ``verify`` checks an archive against the official sha256; turn it off for your own copy in the
-    same format. Folders cannot be checked and are only validated for structure.
-    """
-    source = checked_source(path, verify, download)
-    members = read_members(source)
-    train_all = to_split(members["train"], "train")
-    test = to_split(members["test"], "test")
-    val_index = stratified_holdout(train_all.fine, round(val_fraction * len(train_all)), seed)
     keep = np.setdiff1d(np.arange(len(train_all)), val_index)
-    return Cifar100(
-        train=train_all.take(keep),
-        val=train_all.take(val_index),
-        test=test,
-        fine_names=names(members["meta"], "fine_label_names", NUM_FINE),
-        coarse_names=names(members["meta"], "coarse_label_names", NUM_COARSE),
-        source=str(source),
-    )
+    return Cifar100(train_all.take(keep), train_all.take(val_index), test, fine_names, coarse_names, str(source))
 
 
 def stratified_holdout(labels_: np.ndarray, size: int, seed: int) -> np.ndarray:

@@ -33,5 +33,9 @@ class ExportError(Cifar100Error):
     """A model cannot be exported: its converter is not installed, or the output path is unusable."""
 
 
+class OutputError(Cifar100Error):
+    """An ``--output`` path cannot be written: a name too long, a file where a folder goes, an unwritable folder."""
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C: the message says what was kept and how to continue (the command line exits with 130)."""

@@ -17,6 +17,8 @@ check is skipped with a note. The converter and runtime packages are the optiona
 from __future__ import annotations
 
 import importlib.util
+import os
+import shutil
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ import tensorflow as tf
 
 from .data import IMAGE_SHAPE
 from .errors import ExportError
-from .layout import RunDir
+from .layout import RunDir, check_output
 from .predict import check_run, load_model
 
 INSTALL = "pip install -e .[export]"
@@ -62,10 +64,10 @@ def require_converter(fmt: str) -> None:
 
 def output_path(run: RunDir, fmt: str, output: str | Path | None) -> Path:
     """Where the artifact goes: ``output``, or the run's default (layout.RunDir.export); never overwritten."""
-    path = Path(output).expanduser().resolve() if output else run.export(fmt)
     suffix = FORMATS[fmt].suffix
-    if suffix and path.suffix != suffix:
+    if output and suffix and Path(output).suffix != suffix:
         raise ExportError(f"--output {output}: --format {fmt} writes a file ending in {suffix}, e.g. model{suffix}.")
+    path = check_output(output or run.export(fmt), folder=not suffix)
     if path.exists():
         raise ExportError(f"{path} already exists and is never overwritten: delete it or pass --output PATH.")
     return path
@@ -119,9 +121,34 @@ def register_erfc_for_onnx() -> None:
             ctx.copy_shape(node.output[0], sub.output[0])
 
 
+def staging_prefix(pid: int | str) -> str:
+    """The start of the name of the hidden folder beside the output where process ``pid`` writes the artifact
+    before renaming it into place: short, so that any legal output name fits inside it."""
+    return f".export-{pid}-"
+
+
+def remove_stale_staging(folder: Path) -> None:
+    """Delete the staging folders in ``folder`` whose export was killed before it could clean up (its process is
+    gone); those of exports still at work stay."""
+    for staging in folder.glob(staging_prefix("*") + "*"):
+        pid = staging.name.split("-")[1]
+        if pid.isdigit() and not running(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def export_model(model, fmt: str, path: Path) -> Path:
-    """Write ``model`` as ``fmt`` to ``path`` through a temporary sibling, so a failure leaves nothing half
-    written."""
+    """Write ``model`` as ``fmt`` to ``path`` through a staging folder beside it, so a failure leaves nothing half
+    written; the staging folders of killed exports are removed first."""
     spec = FORMATS[fmt]
     require_converter(fmt)
     if fmt == "onnx":
@@ -131,7 +158,8 @@ def export_model(model, fmt: str, path: Path) -> Path:
     signature = [tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32, name="image")]  # fixed 32x32, any batch
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        staging = tempfile.TemporaryDirectory(dir=path.parent, prefix=f".{path.name}.")
+        remove_stale_staging(path.parent)
+        staging = tempfile.TemporaryDirectory(dir=path.parent, prefix=staging_prefix(os.getpid()))
     except OSError as exc:
         raise ExportError(f"Cannot write {path} ({exc.strerror}): pass --output under a writable folder.") from None
     with staging as tmp:
@@ -183,7 +211,9 @@ def runner(fmt: str, path: Path):
             Interpreter = tf.lite.Interpreter
 
         def run_tflite(x):
-            interpreter = Interpreter(model_path=str(path))
+            with warnings.catch_warnings():  # tf.lite's own interpreter, chosen knowingly: not its 6 lines of notice
+                warnings.filterwarnings("ignore", r".*tf\.lite\.Interpreter is deprecated", UserWarning)
+                interpreter = Interpreter(model_path=str(path))
             source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
             interpreter.resize_tensor_input(source["index"], list(x.shape))
             interpreter.allocate_tensors()

@@ -7,10 +7,11 @@ import fcntl
 import os
 import secrets
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RunError
+from .errors import OutputError, RunError
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,32 @@ class SweepDir:
     def log(self, name: str) -> Path:
         """Everything the run's process printed, every attempt appended (on the machine that ran it)."""
         return self.root / "logs" / f"{name}.log"
+
+
+def check_output(path: str | Path, folder: bool, flag: str = "--output") -> Path:
+    """``path`` made absolute, once it is known that a command can write it: each name within the file system's
+    limit, no file where a folder goes (``folder``) nor a folder where a file goes, and the folder it goes in
+    writable (a file is created there and removed). Otherwise an OutputError naming ``flag``; nothing is left."""
+    path = Path(os.path.abspath(Path(path).expanduser()))
+    base = next(p for p in (path, *path.parents) if os.path.lexists(p))  # the nearest part that exists
+    longest = max(path.relative_to(base).parts, key=lambda name: len(os.fsencode(name)), default="")
+    limit = os.pathconf(base if base.is_dir() else base.parent, "PC_NAME_MAX")
+    if len(os.fsencode(longest)) > limit:
+        raise OutputError(f"{flag}: the name {longest[:24]}... is {len(os.fsencode(longest))} bytes, more than the "
+                          f"{limit} this file system allows: choose a shorter name.")  # fmt: skip
+    if base == path and path.is_dir() != folder:
+        kind, fix = ("a file", "a new folder name") if folder else ("a folder", "a file name inside it")
+        raise OutputError(f"{flag} {path} is {kind}: pass {fix}.")
+    into = base if base != path else path if folder else path.parent  # where the command creates or replaces
+    if not into.is_dir():
+        raise OutputError(f"{flag} {path}: {into} is a file, not a folder: choose an {flag} under a folder.")
+    try:
+        tempfile.TemporaryFile(dir=into).close()
+    except OSError as exc:
+        raise OutputError(
+            f"{flag} {path}: cannot write in {into} ({exc.strerror}): choose an {flag} under a writable folder."
+        ) from None
+    return path
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ meta and labels, so predict needs nothing but ``model.keras`` and ``config.json`
 from __future__ import annotations
 
 import json
+import stat
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +44,13 @@ FINE_TO_COARSE_ARRAY = np.asarray(FINE_TO_COARSE)
 
 
 def open_image(path: Path) -> Image.Image:
-    """The image at ``path``, opened lazily (header only); ImageError if Pillow cannot identify it."""
+    """The image at ``path``, opened lazily (header only); ImageError if Pillow cannot identify it. Images larger
+    than Pillow's MAX_IMAGE_PIXELS are read without its warning (a JPEG is shrunk while decoding); those over
+    twice that, its hard limit against decompression bombs, are refused like unreadable ones."""
     try:
-        return Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
     except UnidentifiedImageError:
         raise ImageError(f"{path}: not an image Pillow can read. Pass JPEG or PNG files, or folders of them.") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
@@ -82,19 +88,36 @@ def read_image(path: str | Path, crop: bool = True) -> np.ndarray:
     return np.asarray(image.resize((SIZE, SIZE), resample, box=box), dtype=np.uint8)
 
 
+def kind(path: Path) -> str:
+    """What ``path`` is: "folder", "file" (a regular one), "missing" or "other" (a pipe, socket or device: reading
+    one can block forever). A path the system refuses to look up (a name too long, a file as a folder): ImageError."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        raise ImageError(f"{path}: {exc.strerror}. Check the path.") from None
+    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+
+
 def image_files(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
     """The image files named by ``paths`` (files, or folders: their images in name order, not recursive; each
-    file once), and notes on what was skipped in folders. A named file that is missing or not an image, or a
-    folder with no image, is an ImageError."""
+    file once), and notes on what was skipped in folders. A named file that is missing, not a regular file or not
+    an image, or a folder with no image, is an ImageError."""
     files, notes = [], []
     for given in map(Path, paths):
-        if given.is_dir():
+        what = kind(given)
+        if what == "folder":
             found = []
             for entry in sorted(given.iterdir()):
                 if entry.name.startswith("."):
                     continue
-                if entry.is_dir():
+                entry_kind = kind(entry)
+                if entry_kind == "folder":
                     notes.append(f"skipped folder {entry} (folders are not searched recursively)")
+                    continue
+                if entry_kind != "file":
+                    notes.append(f"skipped {entry} (not a regular file)")
                     continue
                 try:
                     open_image(entry).close()
@@ -106,11 +129,13 @@ def image_files(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
                     f"{given} holds no image files: pass a folder with JPEG or PNG files, or the files themselves."
                 )
             files += found
-        elif given.is_file():
+        elif what == "file":
             open_image(given).close()
             files.append(given)
-        else:
+        elif what == "missing":
             raise ImageError(f"{given}: no such file or folder. Check the path.")
+        else:
+            raise ImageError(f"{given}: not a regular file (a pipe, socket or device). Pass image files or folders.")
     unique = {f.resolve(): f for f in reversed(files)}  # a file named twice (also via its folder) is shown once
     return [f for f in files if unique[f.resolve()] is f], notes
 
@@ -221,8 +246,23 @@ def predict_files(
     run = check_run(run_dir)
     tta = run_tta(run)
     files, notes = image_files(paths)
-    images = np.stack([read_image(f, crop=crop) for f in files])
-    return classify(load_model(run), images, tta, [str(f) for f in files], top), notes, tta
+    files, images, unreadable = read_images(files, crop)
+    return classify(load_model(run), images, tta, [str(f) for f in files], top), notes + unreadable, tta
+
+
+def read_images(files: list[Path], crop: bool = True) -> tuple[list[Path], np.ndarray, list[str]]:
+    """The files that decode (:func:`read_image`) and their images, and a note for each that does not (cut short,
+    damaged): one bad file does not cost the others. If none decodes, the first one's ImageError."""
+    read, notes, errors = {}, [], []
+    for path in files:
+        try:
+            read[path] = read_image(path, crop=crop)
+        except ImageError as exc:
+            errors.append(exc)
+            notes.append(f"skipped {path} (truncated or unreadable image)")
+    if not read:
+        raise errors[0]
+    return list(read), np.stack(list(read.values())), notes
 
 
 def report(predictions: list[Prediction], run_dir: str | Path, tta: str, crop: bool = True) -> str:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 
 from . import data, devices, evaluation, hardware, manifest, models, pipeline, training
 from .config import TTA_MODES, RunConfig
-from .errors import ConfigError
+from .errors import ConfigError, RunError
 from .layout import RunDir, write_atomic
 
 HOLDOUT = 0.1  # of the training split, when the recipe itself holds out nothing
@@ -21,14 +22,37 @@ def validate(cfg: RunConfig, folder: Path, changes: dict) -> dict:
     """Train ``cfg`` into ``folder`` (resumable like a run: the same command continues it) and return
     validation top-1 per TTA mode, training minutes and what was changed; the result is also written to
     ``folder``/validation.json. One process per folder, and a folder keeps its settings. A recipe that
-    trains on every training image (val_fraction 0, like ``cpu``) is tuned with HOLDOUT of them held out."""
+    trains on every training image (val_fraction 0, like ``cpu``) is tuned with HOLDOUT of them held out.
+    A tune that fails before its first epoch is saved removes the folder it created."""
     if not cfg.val_fraction and "val_fraction" not in changes:
         cfg = dataclasses.replace(cfg, val_fraction=HOLDOUT)
     if not cfg.val_fraction:
         raise ConfigError("tune scores the validation split, so val_fraction must be above 0 (--set val_fraction=0.1).")
+    created = not check_folder(folder).exists()
     run = RunDir(folder).create()
-    with pipeline.locked(run):
-        return train_and_score(cfg, run, changes)
+    try:
+        with pipeline.locked(run):
+            return train_and_score(cfg, run, changes)
+    except BaseException:  # Ctrl-C too: an empty training is nothing to continue
+        if created and not run.checkpoint.exists():
+            shutil.rmtree(run.root, ignore_errors=True)
+        raise
+
+
+def check_folder(folder: Path) -> Path:
+    """``folder`` if tune may write there: new, empty, or an earlier tune's (its config.json, and no run.json
+    of a `run`: theirs lists the notebooks). Anything else is refused, so a finished run is never rewritten."""
+    run = RunDir(folder)
+    if not run.root.is_dir() or not any(run.root.iterdir()):
+        return Path(folder)
+    recorded = pipeline.read_json(run.manifest, "restore it") if run.manifest.exists() else {}
+    if "notebooks" in recorded:
+        raise RunError(f"{run.root} is a run directory (made by `run`): tune never writes into one; choose a new "
+                       "--output.")  # fmt: skip
+    if not run.config.exists():
+        raise RunError(f"{run.root} holds other files and no tune's config.json: choose a new --output (tune "
+                       "continues only a folder it made).")  # fmt: skip
+    return Path(folder)
 
 
 def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:

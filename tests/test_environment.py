@@ -33,7 +33,8 @@ def python310_pins() -> dict[str, str]:
 def requirements() -> dict[str, Requirement]:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     extras = project["optional-dependencies"]
-    reqs = [Requirement(r) for r in project["dependencies"] + extras["test"] + extras["sweep"]]  # what make installs
+    installed = project["dependencies"] + extras["test"] + extras["sweep"] + extras["export"]  # what make installs
+    reqs = [Requirement(r) for r in installed]
     return {r.name.lower(): r for r in reqs}
 
 
