@@ -22,7 +22,7 @@ from cifar100_helpers.errors import TrainingDiverged
 from cifar100_helpers.layout import RunDir
 
 from .conftest import read_members, write_members
-from .test_hostile import fake_notebooks, one_line_error  # noqa: F401 (fake_notebooks: a fixture)
+from .test_hostile import one_line_error
 from .test_predict_export import run_cli, run_dir  # noqa: F401 (run_dir: a fixture)
 
 LONG = "a" * 300  # more than the 255 bytes a name may have on common file systems
