@@ -27,6 +27,7 @@ class Placement:
     precision: str  # Keras dtype policy
     jit_compile: bool  # XLA for the whole train step: only where it compiles (one GPU)
     deterministic: bool
+    steps_per_execution: int = 1  # train steps per call from the host: many on a TPU, where each call costs most
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -125,6 +126,9 @@ def jit_for(kind: str, deterministic: bool) -> bool:
     return kind == "gpu" and not deterministic
 
 
+TPU_STEPS_PER_EXECUTION = 32  # Keras's TPU guidance: enough steps a call that the host's round trip disappears
+
+
 def place(cfg) -> tuple[tf.distribute.Strategy, Placement]:
     """Seed everything, pick the strategy and set the global dtype policy for a run config.
     Build models and optimizers inside the returned strategy's scope.
@@ -139,7 +143,8 @@ def place(cfg) -> tuple[tf.distribute.Strategy, Placement]:
     precision = precision_for(kind) if cfg.mixed_precision else "float32"
     keras.mixed_precision.set_global_policy(precision)
     jit = jit_for(kind, cfg.deterministic)
-    return strategy, Placement(kind, strategy.num_replicas_in_sync, precision, jit, cfg.deterministic)
+    per_call = TPU_STEPS_PER_EXECUTION if kind == "tpu" else 1
+    return strategy, Placement(kind, strategy.num_replicas_in_sync, precision, jit, cfg.deterministic, per_call)
 
 
 def scale(cfg, replicas: int) -> Scaling:

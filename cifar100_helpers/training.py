@@ -64,7 +64,12 @@ def make_optimizer(cfg: RunConfig, steps_per_epoch: int, peak: float | None = No
 
 
 def compile_model(
-    model: keras.Model, cfg: RunConfig, steps_per_epoch: int, peak: float | None = None, jit_compile="auto"
+    model: keras.Model,
+    cfg: RunConfig,
+    steps_per_epoch: int,
+    peak: float | None = None,
+    jit_compile="auto",
+    steps_per_execution: int = 1,
 ) -> keras.Model:
     model.compile(
         optimizer=make_optimizer(cfg, steps_per_epoch, peak),
@@ -74,8 +79,28 @@ def compile_model(
             keras.metrics.TopKCategoricalAccuracy(5, name="top5"),
         ],
         jit_compile=jit_compile,
+        steps_per_execution=max(1, min(steps_per_execution, steps_per_epoch)),
     )
     return model
+
+
+def model_precision(model: keras.Model) -> str:
+    """The dtype policy the model's weighted layers were built with ("float32", "mixed_float16", ...): a saved
+    model keeps it, whatever the runtime that loads it would choose."""
+    weighted = [layer for layer in model._flatten_layers() if layer.weights and not isinstance(layer, keras.Model)]
+    return weighted[0].dtype_policy.name if weighted else keras.mixed_precision.global_policy().name
+
+
+def check_precision(model: keras.Model, placement: Placement | None, path) -> None:
+    """Refuse to train a model built under another dtype policy than this runtime's (02 ran on other hardware:
+    a float16 model on a TPU would train without loss scaling, a float32 one under a pointless loss scale)."""
+    built = model_precision(model)
+    if placement and built != placement.precision:
+        raise RunError(
+            f"{path} was built in {built} but this runtime trains in {placement.precision} ({placement.kind}): "
+            "02_model.ipynb ran on other hardware. Run 02 again on this runtime with the same run_dir (or run "
+            "everything here with `run --resume`, which keeps finished notebooks)."
+        )
 
 
 def image_size_for_epoch(epoch: int, epochs: int, start: int, end: int, step: int = 4) -> int:
@@ -94,8 +119,9 @@ class EpochState(keras.callbacks.Callback):
     def __init__(self, cfg: RunConfig):
         super().__init__()
         self.cfg = cfg
-        self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64)
-        self.size = tf.Variable(cfg.start_size, trainable=False, dtype=tf.int32) if cfg.start_size else None
+        with tf.device("/CPU:0"):  # read by tf.data on the host every batch: kept there
+            self.epoch = tf.Variable(0, trainable=False, dtype=tf.int64)
+            self.size = tf.Variable(cfg.start_size, trainable=False, dtype=tf.int32) if cfg.start_size else None
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch.assign(epoch)
@@ -104,21 +130,35 @@ class EpochState(keras.callbacks.Callback):
 
 
 class StopOnNonFiniteLoss(keras.callbacks.Callback):
-    """Stops training at the first NaN or infinite loss and remembers where it happened."""
+    """Stops training once the loss is NaN or infinite and remembers where. It reads the epoch's running loss
+    every ``every`` batches and at the end of each epoch, not after every step, and names the range of batches
+    in which the loss went bad. (Keras's TensorFlow trainer itself reads the logs back once per call of its train
+    function: every step, or every ``steps_per_execution`` steps, as on a TPU; this check adds no read of its own.)"""
 
-    def __init__(self):
+    def __init__(self, every: int = 50):
         super().__init__()
-        self.epoch = 0
+        self.every, self.epoch, self.checked = every, 0, 0
         self.where: str | None = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self.epoch, self.checked = epoch, 0
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
+        if batch + 1 - self.checked >= self.every:
+            self.check(batch + 1, logs)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.where is None:
+            self.check(self.params.get("steps") or self.checked + 1, logs)
+
+    def check(self, batches: int, logs) -> None:
+        loss = (logs or {}).get("loss")  # the running mean: once a step's loss is NaN, it stays NaN
         if loss is not None and not math.isfinite(float(loss)):
-            self.where = f"epoch {self.epoch + 1}, batch {batch + 1}"
+            first = self.checked + 1
+            span = f"batch {batches}" if first >= batches else f"batches {first}-{batches}"
+            self.where = f"epoch {self.epoch + 1}, {span}"
             self.model.stop_training = True
+        self.checked = batches
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -175,17 +215,6 @@ def save_model(model: keras.Model, path: Path) -> None:
         model.save(partial)
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """The whole model after every epoch, replaced atomically."""
-
-    def __init__(self, path: Path):
-        super().__init__()
-        self.path = path
-
-    def on_epoch_end(self, epoch, logs=None):
-        save_model(self.model, self.path)
-
-
 class WeightEMA(keras.callbacks.Callback):
     """An exponential moving average of all the model's weights, BatchNorm statistics included (so
     the statistics belong to the averaged weights), updated after every step.
@@ -194,28 +223,42 @@ class WeightEMA(keras.callbacks.Callback):
     forgets the first steps' weights whatever the step count (a plain 0.999 average over a few
     hundred steps would still be mostly the step-1 weights). Validation runs on the average, so
     history.csv shows the model that is saved; training ends with the average in the model.
-    Create it inside the strategy's scope."""
+
+    The update is part of the compiled train step (the model's ``train_step`` is wrapped): no Python and no
+    device-to-host copy per step, and under a ``tf.distribute`` strategy each replica keeps its own copy of the
+    average (its weights are the same on every replica), so nothing crosses between devices per step. Create it
+    inside the strategy's scope, before the first ``fit``."""
 
     def __init__(self, model: keras.Model, momentum: float):
         super().__init__()
         self.momentum = momentum
         self.weights = [w for w in model.weights if w.dtype.startswith("float")]
-        self.average = [tf.Variable(w.value, trainable=False) for w in self.weights]
-        self.step = tf.Variable(0, trainable=False, dtype=tf.int64)
+        local = {"trainable": False, "synchronization": tf.VariableSynchronization.ON_READ,
+                 "aggregation": tf.VariableAggregation.ONLY_FIRST_REPLICA}  # fmt: skip
+        self.average = [tf.Variable(w.value, **local) for w in self.weights]
+        self.step = tf.Variable(0, dtype=tf.int64, **local)
+        train_step = model.train_step
 
-    @tf.function
+        def train_step_with_average(data):
+            logs = train_step(data)
+            self.update()
+            return logs
+
+        model.train_step = train_step_with_average
+
     def update(self):
+        """One step of the average, traced into the train step (replica context under a strategy)."""
         self.step.assign_add(1)
         t = tf.cast(self.step, tf.float32)
         decay = tf.minimum(self.momentum, (1.0 + t) / (10.0 + t))
         for average, weight in zip(self.average, self.weights, strict=True):
-            average.assign(decay * average + (1.0 - decay) * weight.value)
+            average.assign(decay * average + (1.0 - decay) * tf.cast(weight.value, average.dtype))
 
     @tf.function
     def swap(self):
         for average, weight in zip(self.average, self.weights, strict=True):
             raw = tf.identity(weight.value)
-            weight.assign(average)
+            weight.assign(average.read_value())
             average.assign(raw)
 
     def state(self) -> dict[str, np.ndarray]:
@@ -226,9 +269,6 @@ class WeightEMA(keras.callbacks.Callback):
         for i, average in enumerate(self.average):
             average.assign(state[f"w{i}"])
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.update()
-
     def on_test_begin(self, logs=None):
         self.swap()
 
@@ -237,19 +277,24 @@ class WeightEMA(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         for average, weight in zip(self.average, self.weights, strict=True):
-            weight.assign(average)
+            weight.assign(average.read_value())
 
 
 class Backup(keras.callbacks.Callback):
-    """Resume state after every epoch, crash-safe and with public Keras calls only: the model's and
-    optimizer's weights of epoch K (and the weight EMA) go to files of their own, written under a
-    temporary name and renamed, and only then does ``state.json``, replaced atomically, point at
-    them. :meth:`restore` before ``fit(initial_epoch=...)`` continues from the last finished epoch."""
+    """The resume state, the one save of every epoch, crash-safe and with public Keras calls only: the model's
+    and optimizer's weights (and the weight EMA) are written into one of two slots, the one ``state.json`` does not
+    point at, and only then does ``state.json``, replaced atomically, point at it. The slots are overwritten in
+    place, never deleted: on Google Drive's mount a replaced or deleted file goes to Drive's trash and counts
+    against its quota, so a run keeps two copies there, whatever its length. :meth:`restore` before
+    ``fit(initial_epoch=...)`` continues from the last finished epoch."""
+
+    SLOTS = ("a", "b")
 
     def __init__(self, folder: Path, ema: WeightEMA | None = None):
         super().__init__()
         self.folder, self.ema = Path(folder), ema
         self.state = self.folder / "state.json"
+        self.slot = self.SLOTS[0]  # the slot the next epoch writes
 
     def restore(self, model: keras.Model) -> int:
         """Load the last finished epoch's state into ``model`` (compiled); the epochs finished."""
@@ -265,27 +310,33 @@ class Backup(keras.callbacks.Callback):
                 path = self.folder / saved["ema"]
                 with np.load(path) as ema:
                     self.ema.load_state(ema)
-            return int(saved["epoch"])
+            epoch = int(saved["epoch"])
         except Exception as exc:  # truncated HDF5, garbage JSON, a missing file: the way forward is the same
             reason = " ".join(str(exc).split())[:120] or type(exc).__name__
             raise RunError(
                 f"The resume state {path} is damaged ({reason}). Delete {self.folder.parent} and history.csv to "
                 "train this run again from epoch 1 (then --resume it), or start a fresh run with --output NAME."
             ) from None
+        if epoch and int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:
+            raise RunError(
+                f"The optimizer's state in {path} did not load (Keras skipped its variables: it was saved under "
+                f"another precision or optimizer than this runtime's {keras.mixed_precision.global_policy().name}), "
+                "so the learning-rate schedule would restart from step 0: resume on the hardware that trained "
+                f"epochs 1-{epoch}, or start a fresh run with --output NAME."
+            )
+        self.slot = self.SLOTS[1] if saved.get("weights", "").startswith(f"slot-{self.SLOTS[0]}") else self.SLOTS[0]
+        return epoch
 
     def on_epoch_end(self, epoch, logs=None):
         self.folder.mkdir(parents=True, exist_ok=True)
-        files = {"weights": f"epoch-{epoch + 1:03d}.weights.h5"}
-        with replacing(self.folder / files["weights"]) as partial:
-            self.model.save_weights(partial, overwrite=True)
+        files = {"weights": f"slot-{self.slot}.weights.h5"}
+        self.model.save_weights(self.folder / files["weights"], overwrite=True)
         if self.ema is not None:
-            files["ema"] = f"epoch-{epoch + 1:03d}.ema.npz"
-            with replacing(self.folder / files["ema"]) as partial:
-                np.savez(partial, **self.ema.state())
+            files["ema"] = f"slot-{self.slot}.ema.npz"
+            with open(self.folder / files["ema"], "wb") as out:  # in place, like the weights
+                np.savez(out, **self.ema.state())
         write_atomic(self.state, json.dumps({"epoch": epoch + 1, **files}))
-        for old in self.folder.glob("epoch-*"):
-            if old.name not in files.values():
-                old.unlink()
+        self.slot = self.SLOTS[1] if self.slot == self.SLOTS[0] else self.SLOTS[0]
 
 
 @dataclass(frozen=True)
@@ -323,8 +374,10 @@ def prepare(
         raise ConfigError(
             f"global batch size {batch} exceeds the {len(ds.train)} training images (--set batch_size=...)."
         )
+    check_precision(model, placement, run.untrained_model)
+    jit, per_call = (placement.jit_compile, placement.steps_per_execution) if placement else ("auto", 1)
     with strategy.scope():
-        compile_model(model, cfg, steps, scaling.peak_learning_rate, placement.jit_compile if placement else "auto")
+        compile_model(model, cfg, steps, scaling.peak_learning_rate, jit, per_call)
         ema = WeightEMA(model, cfg.ema) if cfg.ema else None
         backup = Backup(run.backup, ema)
         finished = backup.restore(model)
@@ -343,7 +396,6 @@ def prepare(
         "history": EpochRecorder(run.history, steps * batch),
         "tensorboard": keras.callbacks.TensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s
         "progress": EpochProgress(run.progress, cfg.epochs, steps * batch, echo=not interactive),
-        "checkpoint": EpochCheckpoint(run.checkpoint),
         "backup": backup,  # last: an epoch counts as finished only once its history row is written
     }
     manifest.write(
@@ -355,6 +407,7 @@ def prepare(
             "images_left_out_per_epoch": len(ds.train) - steps * batch,  # a different few each epoch
             "ema": {"momentum": cfg.ema, "warmup": "min(momentum, (1 + t) / (10 + t))"} if cfg.ema else None,
             **(placement.to_dict() if placement else {}),
+            "precision": model_precision(model),  # what the model computes in, as built (placement chose it)
         },
     )
     return Fit(

@@ -100,10 +100,31 @@ def simulate(kind: str) -> dict:
 @pytest.mark.parametrize(
     "kind, expected",
     [
-        ("multi_gpu", {"kind": "multi_gpu", "replicas": 2, "precision": "mixed_float16", "jit_compile": False}),
-        ("gpu", {"kind": "gpu", "replicas": 1, "precision": "mixed_float16", "jit_compile": True}),
+        (
+            "multi_gpu",
+            {
+                "kind": "multi_gpu",
+                "replicas": 2,
+                "precision": "mixed_float16",
+                "jit_compile": False,
+                "steps_per_execution": 1,
+            },
+        ),
+        (
+            "gpu",
+            {"kind": "gpu", "replicas": 1, "precision": "mixed_float16", "jit_compile": True, "steps_per_execution": 1},
+        ),
         ("old_gpu", {"kind": "gpu", "replicas": 1, "precision": "float32", "jit_compile": True}),
-        ("tpu", {"kind": "tpu", "replicas": 1, "precision": "mixed_bfloat16", "jit_compile": False}),
+        (
+            "tpu",
+            {
+                "kind": "tpu",
+                "replicas": 1,
+                "precision": "mixed_bfloat16",
+                "jit_compile": False,
+                "steps_per_execution": 32,
+            },
+        ),
     ],
 )
 def test_training_runs_with_what_place_picks(kind, expected):

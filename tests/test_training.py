@@ -1,4 +1,5 @@
 import dataclasses
+import json
 import shutil
 
 import keras
@@ -137,7 +138,7 @@ def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(archive, tm
 @pytest.mark.parametrize(
     "damage, message",
     [
-        (lambda backup: (backup / "epoch-002.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\ntruncated"), "epoch-002"),
+        (lambda backup: (backup / "slot-b.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\ntruncated"), "slot-b"),
         (lambda backup: (backup / "state.json").write_text("{not json"), "state.json"),
         (lambda backup: shutil.rmtree(backup), "history.csv records 2 epoch"),
     ],
@@ -151,3 +152,112 @@ def test_damaged_resume_state_names_the_file_and_the_way_forward(archive, tmp_pa
     with pytest.raises(RunError, match=message) as err:
         training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     assert "fresh run" in str(err.value) and "\n" not in str(err.value)
+
+
+# --------------------------------------------------------------------------- per-step costs (accelerators)
+
+
+class ReferenceEMA(keras.callbacks.Callback):
+    """The weight average as the callback before it computed it: from Python, after every step."""
+
+    def __init__(self, model, momentum):
+        super().__init__()
+        self.momentum, self.step = momentum, 0
+        self.average = [np.array(w.numpy()) for w in model.weights if w.dtype.startswith("float")]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        decay = min(self.momentum, (1 + self.step) / (10 + self.step))
+        weights = [w.numpy() for w in self.model.weights if w.dtype.startswith("float")]
+        self.average = [decay * a + (1 - decay) * w for a, w in zip(self.average, weights, strict=True)]
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_weight_ema_inside_the_train_step_equals_the_per_step_callback(archive, steps_per_execution):
+    """The same training twice from the same weights: once with the average computed from Python after every
+    step, once inside the compiled step (also with several steps per call, as on a TPU)."""
+    cfg = config.make_config("smoke", ema=0.9)
+    ds = data.load(archive, verify=False)
+    x, y = ds.train.x[:96].astype("float32"), np.eye(100, dtype="float32")[ds.train.fine[:96]]
+    keras.utils.set_random_seed(0)
+    plain = training.compile_model(models.build(cfg, ds.train.x), cfg, 10)
+    inside = training.compile_model(models.build(cfg, ds.train.x), cfg, 10, steps_per_execution=steps_per_execution)
+    inside.set_weights(plain.get_weights())
+    reference, ema = ReferenceEMA(plain, cfg.ema), training.WeightEMA(inside, cfg.ema)
+    plain.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False, callbacks=[reference])
+    inside.fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False)
+    assert int(ema.step.numpy()) == 6
+    for ours, theirs in zip([a.numpy() for a in ema.average], reference.average, strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_only_the_nan_check_acts_per_batch_and_one_save_an_epoch(archive, tmp_path):
+    """No per-step Python of ours besides the NaN check's counter (the average is in the compiled step), and no
+    full-model checkpoint beside the resume state."""
+    from keras.src.utils import is_default
+
+    cfg = config.make_config("smoke", ema=0.9)
+    ds = data.load(archive, verify=False)
+    fit = training.prepare(models.build(cfg, ds.train.x), ds, cfg, RunDir(tmp_path / "run").create(), False)
+    per_batch = [n for n, c in fit.callbacks.items() if n != "tensorboard" and not is_default(c.on_train_batch_end)]
+    assert per_batch == ["stop_on_nan"] and "checkpoint" not in fit.callbacks
+
+
+def test_nan_check_reads_the_loss_every_n_batches_and_names_the_range():
+    stop = training.StopOnNonFiniteLoss(every=50)
+    stop.set_model(keras.Sequential())
+    stop.model.stop_training = False
+    stop.set_params({"steps": 120})
+    reads = []
+
+    class Loss(float):
+        def __float__(self):
+            reads.append(1)
+            return super().__float__()
+
+    stop.on_epoch_begin(2)
+    for batch in range(120):
+        stop.on_train_batch_end(batch, {"loss": Loss(1.0 if batch < 70 else "nan")})
+        if stop.model.stop_training:
+            break
+    assert len(reads) == 2 and stop.where == "epoch 3, batches 51-100" and batch == 99
+
+
+def test_one_resume_save_an_epoch_in_two_slots_overwritten_in_place(archive, tmp_path):
+    """Three epochs write the two slots (never a new file name, never a deletion: Drive's trash stays empty)."""
+    cfg = config.make_config("smoke", epochs=3, ema=0.9)
+    ds = data.load(archive, verify=False)
+    run = RunDir(tmp_path / "run").create()
+    training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    names = sorted(p.name for p in run.backup.iterdir())
+    assert names == ["slot-a.ema.npz", "slot-a.weights.h5", "slot-b.ema.npz", "slot-b.weights.h5", "state.json"]
+    assert json.loads((run.backup / "state.json").read_text()) == {
+        "epoch": 3, "weights": "slot-a.weights.h5", "ema": "slot-a.ema.npz"}  # fmt: skip
+    assert not list(run.root.rglob("*.keras.*")) and not (run.root / "checkpoints" / "last_epoch.keras").exists()
+
+
+def test_a_model_built_under_another_precision_is_refused(archive, tmp_path):
+    cfg = config.make_config("smoke")
+    ds = data.load(archive, verify=False)
+    keras.mixed_precision.set_global_policy("mixed_float16")  # 02 ran on a GPU with tensor cores
+    try:
+        model = models.build(cfg, ds.train.x)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    strategy, placement = hardware.place(cfg)  # this runtime: a CPU, float32
+    with pytest.raises(RunError, match="built in mixed_float16 but this runtime trains in float32") as err:
+        training.prepare(model, ds, cfg, RunDir(tmp_path / "run").create(), False, strategy, placement)
+    assert "Run 02 again" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_resume_whose_optimizer_state_is_skipped_stops_with_one_line(archive, tmp_path):
+    """Keras skips (with a warning) optimizer variables that do not match, e.g. saved under a loss-scale wrapper:
+    the schedule would silently restart at step 0."""
+    cfg = config.make_config("smoke", epochs=2)
+    ds = data.load(archive, verify=False)
+    run = RunDir(tmp_path / "run").create()
+    training.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=1), run, interactive=False)
+    other = dataclasses.replace(cfg, optimizer="adamw")  # a different set of optimizer variables
+    with pytest.raises(RunError, match="optimizer's state in .* did not load") as err:
+        training.train(models.build(other, ds.train.x), ds, other, run, interactive=False)
+    assert "step 0" in str(err.value) and "\n" not in str(err.value)
