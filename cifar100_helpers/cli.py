@@ -80,7 +80,8 @@ def parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="training images/second of each recipe and of the input pipeline")
     bench.add_argument("--recipes", nargs="+", default=BENCH_RECIPES, choices=BENCH_RECIPES)
     add_data_options(bench)
-    bench.add_argument("--steps", type=positive_int, default=10, help="timed training steps per recipe (>= 1)")
+    bench.add_argument("--steps", type=positive_int, default=30,
+                       help="steps timed per recipe, after 5 warm-up steps of the same fit (>= 1)")  # fmt: skip
     bench.add_argument("--gpu-images-per-second", type=float, default=1700,
                        help="a GPU's training throughput, to print how many CPU cores each input pipeline needs to "
                        "feed it (default 1700: an estimate for EfficientNetV2-S at 224 px on one A100)")  # fmt: skip

@@ -40,8 +40,9 @@ class RunDir:
         return self.root / "model.keras"
 
     @property
-    def checkpoint(self) -> Path:
-        return self.root / "checkpoints" / "last_epoch.keras"
+    def resume_state(self) -> Path:
+        """Names the last finished epoch's saved state in ``backup`` (training.Backup: one save an epoch)."""
+        return self.backup / "state.json"
 
     @property
     def backup(self) -> Path:
@@ -100,7 +101,7 @@ class RunDir:
         return Path(path)
 
     def create(self) -> RunDir:
-        for folder in (self.root, self.figures, self.checkpoint.parent):
+        for folder in (self.root, self.figures):
             folder.mkdir(parents=True, exist_ok=True)
         return self
 

@@ -34,7 +34,7 @@ def validate(cfg: RunConfig, folder: Path, changes: dict) -> dict:
         with pipeline.locked(run):
             return train_and_score(cfg, run, changes)
     except BaseException:  # Ctrl-C too: an empty training is nothing to continue
-        if created and not run.checkpoint.exists():
+        if created and not run.resume_state.exists():
             shutil.rmtree(run.root, ignore_errors=True)
         raise
 

@@ -235,7 +235,8 @@ def test_a_failed_tune_leaves_no_half_made_folder(capsys, tmp_path, monkeypatch,
 
     def diverge(model, ds, cfg, run, **kwargs):
         if epochs_done:
-            run.checkpoint.write_text("an epoch")
+            run.resume_state.parent.mkdir(parents=True)
+            run.resume_state.write_text("{}")
         raise TrainingDiverged("The loss became NaN or infinite at epoch 1.")
 
     monkeypatch.setattr(training, "train", diverge)

@@ -45,7 +45,7 @@ def test_cpu_recipe_learns_generated_data(archive, tmp_path):
     assert history[-1]["learning_rate"] == pytest.approx(0.0, abs=1e-3)
     probs = evaluation.predict(keras.models.load_model(run.model), ds.test.x)
     assert evaluation.top_k_accuracy(probs, ds.test.fine, 1) > 0.3
-    assert run.checkpoint.exists()
+    assert run.resume_state.exists()
 
 
 def test_history_keeps_one_row_per_epoch(tmp_path):
