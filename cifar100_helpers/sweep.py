@@ -2,10 +2,11 @@
 
 Each grid point is one ``python -m cifar100_helpers run`` in its own process, so it is exactly an ordinary run
 (its own kernel, run.json and report) in a directory under the sweep folder. Plain Ray tasks only decide where
-and when each starts: a local Ray with ``--slots`` CPUs by default, or the cluster at ``--address``; one GPU per
-run where Ray sees GPUs. ``sweep.json`` holds the grid, the command line and each run's status, exit code,
-one-line error and wall time, rewritten as runs finish. ``sweep --resume`` keeps the completed runs, resumes the
-partial ones (``run --resume``) and starts the rest. Ray is optional: ``pip install -e .[sweep]``."""
+and when each starts: a local Ray with ``--slots`` CPUs, listening on 127.0.0.1 only, by default, or the cluster
+at ``--address``; one GPU per run where Ray sees GPUs. ``sweep.json`` holds the grid, the command line and each
+run's status, exit code, one-line error and wall time, rewritten as runs finish. ``sweep --resume`` keeps the
+completed runs, resumes the partial ones (``run --resume``) and starts the rest. Ray is optional:
+``pip install -e .[sweep]``."""
 
 from __future__ import annotations
 
@@ -30,16 +31,27 @@ RAY_MISSING = "sweep needs Ray: pip install -e .[sweep]"
 LOCAL_OBJECT_STORE = 100 * 2**20  # tasks return small dicts only; Ray's default would take 30% of the memory
 STOP_GRACE_SECONDS = 120  # after Ctrl-C, how long running runs get to record "interrupted" and end their kernels
 CHOSEN_ELSEWHERE = {"recipe": "--recipes", "seed": "--seeds"}  # fields a --set may not sweep
+LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, a node's address is 127.0.0.1
 
 
-def require_ray():
+def require_ray(address: str | None):
     """The ``ray`` module, or the one-line error that says how to install it."""
-    use_cluster_token()  # before the import: Ray reads RAY_AUTH_MODE as it loads
+    ray_environment(address)  # before the import: Ray reads it as it loads
     try:
         import ray
     except ImportError:
         raise Cifar100Error(RAY_MISSING) from None
     return ray
+
+
+def ray_environment(address: str | None) -> None:
+    """What Ray reads from the environment: token authentication as ``ray start`` uses it (use_cluster_token), and
+    for a local Ray (no ``address``) the mode Ray keeps for macOS and Windows, where a node's address is 127.0.0.1.
+    Its GCS server, raylet, agents and workers then listen on the loopback interface only, where on Linux they
+    would listen on every interface, open to anyone on the network. Processes Ray starts inherit both."""
+    use_cluster_token()
+    if not address:
+        os.environ[LOCAL_ONLY] = "0"
 
 
 # --- the grid ---------------------------------------------------------------------------------------------------
@@ -194,7 +206,7 @@ def start(output: Path, recipes: list[str], settings: list[tuple[str, list[str]]
           data: str | None = None, no_verify: bool = False, epochs: int | None = None, slots: int = 1,
           address: str | None = None) -> SweepDir:  # fmt: skip
     """Run the grid into the new folder ``output``: sweep.json, one run directory per grid point, index.html."""
-    ray = require_ray()
+    ray = require_ray(address)
     recipes, seeds = list(dict.fromkeys(recipes)), list(dict.fromkeys(seeds))
     options = {"data": os.path.abspath(Path(data).expanduser()) if data else None, "no_verify": no_verify,
                "epochs": epochs}  # fmt: skip
@@ -225,7 +237,7 @@ def start(output: Path, recipes: list[str], settings: list[tuple[str, list[str]]
 
 def resume(path: Path, slots: int = 1, address: str | None = None) -> SweepDir:
     """Continue a sweep: completed runs are kept, partial ones resumed with ``run --resume``, the rest started."""
-    ray = require_ray()
+    ray = require_ray(address)
     sweep = SweepDir(path)
     if not sweep.manifest.exists():
         raise RunError(f"{sweep.root} is not a sweep folder (no sweep.json): check the --resume path.")

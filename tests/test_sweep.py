@@ -2,6 +2,7 @@
 with ``ray start``, and the one-line errors (Ray missing, a bad grid, a run that fails)."""
 
 import fcntl
+import ipaddress
 import json
 import os
 import signal
@@ -45,6 +46,7 @@ def assert_four_completed(out: Path) -> None:
 
 
 def test_sweep_without_ray_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(sweep, "ray_environment", lambda address: None)  # leave this process's environment alone
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     assert cli.main(["sweep", "--recipes", "smoke", "--output", str(tmp_path / "s")]) == 2
     assert capsys.readouterr().err.strip() == "error: sweep needs Ray: pip install -e .[sweep]"
@@ -66,7 +68,7 @@ def test_grid_names_and_values():
 
 def test_bad_grid_is_refused_before_anything_starts(capsys, tmp_path, monkeypatch):
     needs_ray()
-    monkeypatch.setattr(sweep, "use_cluster_token", lambda: None)  # leave this process's environment alone
+    monkeypatch.setattr(sweep, "ray_environment", lambda address: None)  # leave this process's environment alone
     out = tmp_path / "s"
     cases = [
         (["--recipes", "smoke", "--set", "learning_rat=0.1,0.2"], "smoke-learning_rat=0.1-seed0: Unknown parameter"),
@@ -81,6 +83,42 @@ def test_bad_grid_is_refused_before_anything_starts(capsys, tmp_path, monkeypatc
         assert cli.main(["sweep", *args, *(["--output", str(out)] if "--resume" not in args else [])]) == 2
         assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+LISTENING = """
+import json, sys
+import psutil
+from cifar100_helpers import sweep
+from cifar100_helpers.layout import SweepDir
+
+ray = sweep.require_ray(None)
+with sweep.ray_session(ray, 1, None, SweepDir(sys.argv[1])):
+    ray.get(ray.remote(lambda: 0).remote())  # a worker too
+    sockets = []
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        for socket in process.net_connections("inet"):
+            if socket.status == psutil.CONN_LISTEN:
+                sockets.append((process.name(), socket.laddr.ip, socket.laddr.port))
+print(json.dumps(sockets))
+"""
+
+
+def loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def test_a_local_ray_listens_on_the_loopback_interface_only(tmp_path):
+    """The local Ray of a sweep, started as the sweep starts it: its GCS server, raylet, agents, the driver and a
+    worker listen on 127.0.0.1 only, never on every interface (0.0.0.0, ::) or the machine's network address."""
+    needs_ray()
+    pytest.importorskip("psutil")
+    done = subprocess.run([sys.executable, "-c", LISTENING, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    sockets = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"gcs_server", "raylet"} <= {name for name, _, _ in sockets}, sockets
+    assert [s for s in sockets if not loopback(s[1])] == [], sockets
 
 
 @pytest.fixture(scope="module")
