@@ -126,6 +126,11 @@ class SweepDir:
     def index(self) -> Path:
         return self.root / "index.html"
 
+    @property
+    def ray_log(self) -> Path:
+        """What Ray printed while it started or joined a cluster (its C++ retries, its warnings), every attempt."""
+        return self.root / "ray.log"
+
     def run(self, name: str) -> Path:
         return self.root / name
 

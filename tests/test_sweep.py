@@ -121,6 +121,54 @@ def test_a_local_ray_listens_on_the_loopback_interface_only(tmp_path):
     assert [s for s in sockets if not loopback(s[1])] == [], sockets
 
 
+def test_an_address_that_is_no_ray_head_fails_in_seconds_with_one_line(capfd, tmp_path, monkeypatch):
+    """Ray would retry for minutes (a port that takes TCP but is no GCS: 20 tries of 40 s each; ray://: 30 s),
+    printing its C++ retries; the sweep checks the address first and says what to give instead."""
+    needs_ray()
+    monkeypatch.setattr(sweep, "ray_environment", lambda address: None)  # leave this process's environment alone
+    out = tmp_path / "s"
+    with socket.socket() as silent:  # takes TCP connections and never answers, as many a non-Ray service does
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        not_ray, nobody = f"127.0.0.1:{silent.getsockname()[1]}", f"ray://127.0.0.1:{free_port()}"
+        for address, message in [
+            (not_ray, f"What answers at --address {not_ray} is not a Ray head (it does not speak gRPC): give the GCS "
+             "port that `ray start --head` printed (6379 by default), or ray://HOST:10001 for its Ray Client server."),
+            (nobody, f"Nothing answers at --address {nobody} (Connection refused): start the head there with `ray "
+             f"start --head --ray-client-server-port={nobody.rpartition(':')[2]}`, or leave --address out for a "
+             "local Ray."),
+        ]:  # fmt: skip
+            started = time.monotonic()
+            assert cli.main(["sweep", "--recipes", "smoke", "--address", address, "--output", str(out)]) == 2
+            assert time.monotonic() - started < sweep.GRPC_REPLY_SECONDS + 5
+            assert capfd.readouterr().err == f"error: {message}\n"
+    assert not out.exists()
+
+
+def test_a_failed_join_is_recorded_and_ray_s_own_lines_stay_in_ray_log(capfd, tmp_path, monkeypatch):
+    """When ray.init fails after all (a head of another Ray version, a wrong token), the terminal gets one line that
+    names ray.log, where Ray's C++ lines went, and sweep.json says failed, with the error, for --resume to go on."""
+    ray = needs_ray()
+    monkeypatch.setattr(sweep, "ray_environment", lambda address: None)  # leave this process's environment alone
+    monkeypatch.setattr(sweep, "check_address", lambda address: None)  # it answers as a GCS would
+
+    def init(**options):
+        os.write(2, b"[2026-01-01 00:00:00,000 W 1 1] gcs_client.cc:210: Failed to get cluster ID from GCS server\n")
+        raise ConnectionError("Failed to connect to GCS\nmore detail")
+
+    monkeypatch.setattr(ray, "init", init)
+    layout = SweepDir(tmp_path / "s")
+    assert cli.main(["sweep", "--recipes", "smoke", "--address", "10.0.0.1:6379", "--output", str(layout.root)]) == 2
+    error = (f"Could not join the Ray cluster at 10.0.0.1:6379 (Failed to connect to GCS; Ray's messages are in "
+             f"{layout.ray_log}): check the cluster (same Ray version, its token in ~/.ray/auth_token), then continue "
+             f"with sweep --resume {layout.root}.")  # fmt: skip
+    assert capfd.readouterr().err == f"error: {error}\n"
+    assert "gcs_client.cc:210: Failed to get cluster ID" in layout.ray_log.read_text()
+    record = json.loads(layout.manifest.read_text())
+    assert record["status"] == "failed" and [r["status"] for r in record["runs"]] == ["pending"]
+    assert record["attempts"][-1]["status"] == "failed" and record["attempts"][-1]["error"] == error
+
+
 @pytest.fixture(scope="module")
 def two_by_two(tmp_path_factory):
     needs_ray()
