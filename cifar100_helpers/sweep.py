@@ -18,11 +18,12 @@ import os
 import re
 import shlex
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import compare, manifest, stderr_into
+from . import compare, manifest, reaper, stderr_into
 from .errors import Cifar100Error, ConfigError, Interrupted, RunError
 from .kernel import END_WITH_PARENT, terminate_as_interrupt
 from .layout import SweepDir, exclusive, write_atomic
@@ -329,26 +330,47 @@ def speaks_grpc(connection: socket.socket) -> bool:
 @contextlib.contextmanager
 def ray_session(ray, slots: int, address: str | None, sweep: SweepDir):
     """Ray for the sweep's lifetime: a private local instance with ``slots`` CPUs (never someone else's
-    cluster by accident), or the running cluster at ``address``. Yields whether the cluster has GPUs. What Ray
-    prints while it starts or joins (its C++ retries above all) goes to ray.log in the sweep folder."""
+    cluster by accident), which ends with this process however it ends (reaped), or the running cluster at
+    ``address``. Yields whether the cluster has GPUs. What Ray prints while it starts or joins (its C++ retries
+    above all) goes to ray.log in the sweep folder."""
+    with contextlib.nullcontext() if address else reaped(sweep.ray_log):
+        try:
+            with stderr_into(str(sweep.ray_log)):
+                if address:
+                    ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+                else:
+                    ray.init(address="local", num_cpus=slots, include_dashboard=False, log_to_driver=False,
+                             logging_level="WARNING", object_store_memory=LOCAL_OBJECT_STORE)  # fmt: skip
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunError(f"Could not {where} ({first}; Ray's messages are in {sweep.ray_log}): check the cluster "
+                           f"(same Ray version, its token in ~/.ray/auth_token), then continue with sweep --resume "
+                           f"{sweep.root}.") from None  # fmt: skip
+        terminate_as_interrupt()  # ray.init installs its own SIGTERM handler; SIGTERM must stop the sweep like Ctrl-C
+        try:
+            yield ray.cluster_resources().get("GPU", 0) > 0
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def reaped(log: Path):
+    """Whatever this process starts from now on (the local Ray, its workers, their runs) dies with it, even when it
+    is killed with SIGKILL: reaper.py watches, in a session of its own so that Ctrl-C leaves it be, and writes any
+    trouble of its own to ``log`` (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    command = [sys.executable, "-I", reaper.__file__, str(os.getpid())]  # by path: no TensorFlow to import
+    with open(log, "ab") as errors:
+        watcher = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+                                   start_new_session=True)  # fmt: skip
     try:
-        with stderr_into(str(sweep.ray_log)):
-            if address:
-                ray.init(address=address, log_to_driver=False, logging_level="WARNING")
-            else:
-                ray.init(address="local", num_cpus=slots, include_dashboard=False, log_to_driver=False,
-                         logging_level="WARNING", object_store_memory=LOCAL_OBJECT_STORE)  # fmt: skip
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
-        where = f"join the Ray cluster at {address}" if address else "start a local Ray"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"Could not {where} ({first}; Ray's messages are in {sweep.ray_log}): check the cluster "
-                       f"(same Ray version, its token in ~/.ray/auth_token), then continue with sweep --resume "
-                       f"{sweep.root}.") from None  # fmt: skip
-    terminate_as_interrupt()  # ray.init installs its own SIGTERM handler; SIGTERM must stop the sweep like Ctrl-C
-    try:
-        yield ray.cluster_resources().get("GPU", 0) > 0
+        yield
     finally:
-        ray.shutdown()
+        watcher.stdin.close()  # as the system does if this process is killed: the watcher ends what is left
+        watcher.wait()
 
 
 def use_cluster_token() -> None:

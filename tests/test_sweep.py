@@ -1,6 +1,7 @@
 """Sweeps on Ray: a 2 x 2 smoke grid on a local Ray, a sweep killed and resumed, a sweep on a Ray head started
 with ``ray start``, and the one-line errors (Ray missing, a bad grid, a run that fails)."""
 
+import contextlib
 import fcntl
 import ipaddress
 import json
@@ -237,6 +238,48 @@ def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
     assert len(run_json(out / partial[0])["attempts"]) == 2  # resumed with run --resume
     record = json.loads((out / "sweep.json").read_text())
     assert record["attempts"][-1]["kept"] >= 1 and record["attempts"][-1]["command"].endswith("--slots 2")
+
+
+def running(processes: list) -> list:
+    """Those of ``processes`` (psutil) still running: not ended, not a zombie waiting for its parent to reap it."""
+    import psutil
+
+    alive = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+    return alive
+
+
+def test_nothing_outlives_a_sweep_killed_with_sigkill(tmp_path):
+    """SIGKILL gives the sweep no chance to shut Ray down: its Ray processes (GCS server, raylet, dashboard and
+    runtime-env agents, workers), its runs and their kernels must all end within seconds anyway."""
+    needs_ray()
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "grid"
+    args = ["--recipes", "smoke", "--seeds", "0", "1", "--epochs", "1", "--slots", "2", "--output", str(out)]
+    process = subprocess.Popen([*SWEEP, *args], cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    descendants = []
+    try:
+        deadline = time.time() + 300
+        while not all((out / f"smoke-seed{n}" / "run.json").exists() for n in (0, 1)):  # both runs have begun
+            assert process.poll() is None and time.time() < deadline
+            time.sleep(0.2)
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        assert {"gcs_server", "raylet", "ray::DashboardAgent"} <= {p.name() for p in running(descendants)}
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 10
+        while running(descendants) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running(descendants) == []
+    finally:
+        for leftover in running(descendants):
+            leftover.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def free_port() -> int:
