@@ -1,5 +1,6 @@
-"""Sweeps on Ray: a 2 x 2 smoke grid on a local Ray, a sweep killed and resumed, a sweep on a Ray head started
-with ``ray start``, and the one-line errors (Ray missing, a bad grid, a run that fails)."""
+"""Sweeps on Ray: a 2 x 2 smoke grid on a local Ray (which listens on 127.0.0.1 only), a sweep killed and resumed,
+a sweep killed with SIGKILL that leaves no process behind, a sweep on a Ray head started with ``ray start``, and the
+one-line errors (Ray missing, a bad grid, an --address that is no Ray head, a failed join, a run that fails)."""
 
 import contextlib
 import fcntl
