@@ -244,7 +244,7 @@ def compare_command(args: argparse.Namespace) -> None:
 def sweep_command(args: argparse.Namespace) -> None:
     from . import sweep
 
-    sweep.require_ray()
+    sweep.require_ray(args.address)
     grid = ("recipes", "seeds", "set", "data", "no_verify", "epochs", "output")
     ignored = [f"--{n.replace('_', '-')}" for n in grid if given(getattr(args, n))]
     if args.resume and ignored:

@@ -7,6 +7,7 @@ import fcntl
 import os
 import secrets
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,6 +130,11 @@ class SweepDir:
     def index(self) -> Path:
         return self.root / "index.html"
 
+    @property
+    def ray_log(self) -> Path:
+        """What Ray printed while it started or joined a cluster (its C++ retries, its warnings), every attempt."""
+        return self.root / "ray.log"
+
     def run(self, name: str) -> Path:
         return self.root / name
 
@@ -185,6 +191,22 @@ def write_atomic(path: Path, text: str) -> None:
     with replacing(path) as partial:
         partial.write_text(text, encoding="utf-8")
         os.chmod(partial, 0o644)
+
+
+@contextlib.contextmanager
+def stderr_into(path: str | Path):
+    """File descriptor 2 appends to ``path`` for the duration, so that what C++ libraries write there (TensorFlow's
+    start-up notes, Ray's connection retries), which Python's ``sys.stderr`` never sees, stays off the terminal."""
+    sys.stderr.flush()
+    saved, target = os.dup(2), os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        os.dup2(target, 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(target)
 
 
 @contextlib.contextmanager

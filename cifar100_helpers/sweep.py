@@ -2,10 +2,11 @@
 
 Each grid point is one ``python -m cifar100_helpers run`` in its own process, so it is exactly an ordinary run
 (its own kernel, run.json and report) in a directory under the sweep folder. Plain Ray tasks only decide where
-and when each starts: a local Ray with ``--slots`` CPUs by default, or the cluster at ``--address``; one GPU per
-run where Ray sees GPUs. ``sweep.json`` holds the grid, the command line and each run's status, exit code,
-one-line error and wall time, rewritten as runs finish. ``sweep --resume`` keeps the completed runs, resumes the
-partial ones (``run --resume``) and starts the rest. Ray is optional: ``pip install -e .[sweep]``."""
+and when each starts: a local Ray with ``--slots`` CPUs, listening on 127.0.0.1 only, by default, or the cluster
+at ``--address``; one GPU per run where Ray sees GPUs. ``sweep.json`` holds the grid, the command line and each
+run's status, exit code, one-line error and wall time, rewritten as runs finish. ``sweep --resume`` keeps the
+completed runs, resumes the partial ones (``run --resume``) and starts the rest. Ray is optional:
+``pip install -e .[sweep]``."""
 
 from __future__ import annotations
 
@@ -17,29 +18,43 @@ import os
 import re
 import shlex
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
 
-from . import compare, manifest
+from . import compare, manifest, reaper
 from .errors import Cifar100Error, ConfigError, Interrupted, RunError
 from .kernel import END_WITH_PARENT, terminate_as_interrupt
-from .layout import SweepDir, exclusive, write_atomic
+from .layout import SweepDir, exclusive, stderr_into, write_atomic
 
 RAY_MISSING = "sweep needs Ray: pip install -e .[sweep]"
 LOCAL_OBJECT_STORE = 100 * 2**20  # tasks return small dicts only; Ray's default would take 30% of the memory
 STOP_GRACE_SECONDS = 120  # after Ctrl-C, how long running runs get to record "interrupted" and end their kernels
 CHOSEN_ELSEWHERE = {"recipe": "--recipes", "seed": "--seeds"}  # fields a --set may not sweep
+LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, a node's address is 127.0.0.1
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and an empty SETTINGS frame
+GRPC_REPLY_SECONDS = 5  # a gRPC server answers HTTP/2's preface at once; a busy head within this
 
 
-def require_ray():
+def require_ray(address: str | None):
     """The ``ray`` module, or the one-line error that says how to install it."""
-    use_cluster_token()  # before the import: Ray reads RAY_AUTH_MODE as it loads
+    ray_environment(address)  # before the import: Ray reads it as it loads
     try:
         import ray
     except ImportError:
         raise Cifar100Error(RAY_MISSING) from None
     return ray
+
+
+def ray_environment(address: str | None) -> None:
+    """What Ray reads from the environment: token authentication as ``ray start`` uses it (use_cluster_token), and
+    for a local Ray (no ``address``) the mode Ray keeps for macOS and Windows, where a node's address is 127.0.0.1.
+    Its GCS server, raylet, agents and workers then listen on the loopback interface only, where on Linux they
+    would listen on every interface, open to anyone on the network. Processes Ray starts inherit both."""
+    use_cluster_token()
+    if not address:
+        os.environ[LOCAL_ONLY] = "0"
 
 
 # --- the grid ---------------------------------------------------------------------------------------------------
@@ -194,7 +209,7 @@ def start(output: Path, recipes: list[str], settings: list[tuple[str, list[str]]
           data: str | None = None, no_verify: bool = False, epochs: int | None = None, slots: int = 1,
           address: str | None = None) -> SweepDir:  # fmt: skip
     """Run the grid into the new folder ``output``: sweep.json, one run directory per grid point, index.html."""
-    ray = require_ray()
+    ray = require_ray(address)
     recipes, seeds = list(dict.fromkeys(recipes)), list(dict.fromkeys(seeds))
     options = {"data": os.path.abspath(Path(data).expanduser()) if data else None, "no_verify": no_verify,
                "epochs": epochs}  # fmt: skip
@@ -225,7 +240,7 @@ def start(output: Path, recipes: list[str], settings: list[tuple[str, list[str]]
 
 def resume(path: Path, slots: int = 1, address: str | None = None) -> SweepDir:
     """Continue a sweep: completed runs are kept, partial ones resumed with ``run --resume``, the rest started."""
-    ray = require_ray()
+    ray = require_ray(address)
     sweep = SweepDir(path)
     if not sweep.manifest.exists():
         raise RunError(f"{sweep.root} is not a sweep folder (no sweep.json): check the --resume path.")
@@ -255,54 +270,107 @@ def execute(ray, sweep: SweepDir, record: dict, command: str, slots: int, addres
             with ray_session(ray, slots, address, sweep) as gpus:
                 run_all(ray, sweep, record, todo, slots, gpus)
     except KeyboardInterrupt:
-        attempt.update(ended=manifest.now(), status="interrupted")
-        record["status"] = "interrupted"
-        save(sweep, record)
-        refresh_index(sweep)
+        end_attempt(sweep, record, attempt, "interrupted")
         raise Interrupted(f"completed runs are kept; continue with sweep --resume {sweep.root}") from None
+    except RunError as exc:  # Ray could not start, or the cluster could not be joined
+        end_attempt(sweep, record, attempt, "failed", str(exc))
+        raise
     failed = [r for r in runs if r["status"] != "completed"]
-    record["status"] = attempt["status"] = "failed" if failed else "completed"
-    attempt["ended"] = manifest.now()
-    save(sweep, record)
-    refresh_index(sweep)
+    end_attempt(sweep, record, attempt, "failed" if failed else "completed")
     if failed:
         raise RunError(f"{len(failed)} of {len(runs)} runs failed (each named above and in {sweep.manifest}): fix "
                        f"the cause, then sweep --resume {sweep.root} runs them again.")  # fmt: skip
     return sweep
 
 
+def end_attempt(sweep: SweepDir, record: dict, attempt: dict, status: str, error: str | None = None) -> None:
+    """Record how this attempt, and so the sweep, ended (with the one-line error that ended it), then refresh
+    index.html."""
+    attempt.update(ended=manifest.now(), status=status, **({"error": error} if error else {}))
+    record["status"] = status
+    save(sweep, record)
+    refresh_index(sweep)
+
+
 def check_address(address: str | None) -> None:
-    """Fail at once, not after Ray's many minutes of retries, when nothing listens at ``--address HOST:PORT``."""
-    host, sep, port = (address or "").rpartition(":")
-    if not sep or not port.isdigit() or "://" in host:
+    """Fail in seconds, not after Ray's many minutes of retries, when ``--address`` HOST:PORT (a head's GCS) or
+    ray://HOST:PORT (its Ray Client server) is not a Ray server: nothing listens there, or what answers there does
+    not speak gRPC, as every Ray server does."""
+    scheme, _, rest = (address or "").rpartition("://")
+    host, sep, port = rest.rpartition(":")
+    if scheme not in ("", "ray") or not sep or not port.isdigit():
         return
     try:
-        socket.create_connection((host, int(port)), timeout=10).close()
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=10) as connection:
+            grpc = speaks_grpc(connection)
     except OSError as exc:
-        fix = f"start the head there with `ray start --head --port={port}`, or leave --address out for a local Ray"
+        flag = "--ray-client-server-port" if scheme else "--port"
+        fix = f"start the head there with `ray start --head {flag}={port}`, or leave --address out for a local Ray"
         raise RunError(f"Nothing answers at --address {address} ({exc.strerror or exc}): {fix}.") from None
+    if not grpc:
+        raise RunError(f"What answers at --address {address} is not a Ray head (it does not speak gRPC): give the "
+                       "GCS port that `ray start --head` printed (6379 by default), or ray://HOST:10001 for its Ray "
+                       "Client server.")  # fmt: skip
+
+
+def speaks_grpc(connection: socket.socket) -> bool:
+    """Whether the server at the other end answers HTTP/2's connection preface with a SETTINGS frame, as every gRPC
+    server does at once. A cluster with TLS (RAY_USE_TLS=1) wants a TLS handshake first: it is taken on trust."""
+    if os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return True
+    connection.settimeout(GRPC_REPLY_SECONDS)
+    try:
+        connection.sendall(HTTP2_PREFACE)
+        frame = connection.recv(9)  # a frame header: length (3 bytes), type (SETTINGS is 4), flags, stream
+    except OSError:  # no reply in time, or the connection reset
+        return False
+    return len(frame) > 3 and frame[3] == 4
 
 
 @contextlib.contextmanager
 def ray_session(ray, slots: int, address: str | None, sweep: SweepDir):
     """Ray for the sweep's lifetime: a private local instance with ``slots`` CPUs (never someone else's
-    cluster by accident), or the running cluster at ``address``. Yields whether the cluster has GPUs."""
+    cluster by accident), which ends with this process however it ends (reaped), or the running cluster at
+    ``address``. Yields whether the cluster has GPUs. What Ray prints while it starts or joins (its C++ retries
+    above all) goes to ray.log in the sweep folder."""
+    with contextlib.nullcontext() if address else reaped(sweep.ray_log):
+        try:
+            with stderr_into(str(sweep.ray_log)):
+                if address:
+                    ray.init(address=address, log_to_driver=False, logging_level="WARNING")
+                else:
+                    ray.init(address="local", num_cpus=slots, include_dashboard=False, log_to_driver=False,
+                             logging_level="WARNING", object_store_memory=LOCAL_OBJECT_STORE)  # fmt: skip
+        except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
+            where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise RunError(f"Could not {where} ({first}; Ray's messages are in {sweep.ray_log}): check the cluster "
+                           f"(same Ray version, its token in ~/.ray/auth_token), then continue with sweep --resume "
+                           f"{sweep.root}.") from None  # fmt: skip
+        terminate_as_interrupt()  # ray.init installs its own SIGTERM handler; SIGTERM must stop the sweep like Ctrl-C
+        try:
+            yield ray.cluster_resources().get("GPU", 0) > 0
+        finally:
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def reaped(log: Path):
+    """Whatever this process starts from now on (the local Ray, its workers, their runs) dies with it, even when it
+    is killed with SIGKILL: reaper.py watches, in a session of its own so that Ctrl-C leaves it be, and writes any
+    trouble of its own to ``log`` (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        yield
+        return
+    command = [sys.executable, "-I", reaper.__file__, str(os.getpid())]  # by path: no TensorFlow to import
+    with open(log, "ab") as errors:
+        watcher = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=errors,
+                                   start_new_session=True)  # fmt: skip
     try:
-        if address:
-            ray.init(address=address, log_to_driver=False, logging_level="WARNING")
-        else:
-            ray.init(address="local", num_cpus=slots, include_dashboard=False, log_to_driver=False,
-                     logging_level="WARNING", object_store_memory=LOCAL_OBJECT_STORE)  # fmt: skip
-    except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
-        where = f"join the Ray cluster at {address}" if address else "start a local Ray"
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RunError(f"Could not {where} ({first}): check the cluster (same Ray version, its token in "
-                       f"~/.ray/auth_token), then continue with sweep --resume {sweep.root}.") from None  # fmt: skip
-    terminate_as_interrupt()  # ray.init installs its own SIGTERM handler; SIGTERM must stop the sweep like Ctrl-C
-    try:
-        yield ray.cluster_resources().get("GPU", 0) > 0
+        yield
     finally:
-        ray.shutdown()
+        watcher.stdin.close()  # as the system does if this process is killed: the watcher ends what is left
+        watcher.wait()
 
 
 def use_cluster_token() -> None:

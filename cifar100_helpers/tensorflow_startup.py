@@ -12,6 +12,9 @@ import importlib.util
 import os
 import sys
 import tempfile
+from pathlib import Path
+
+from .layout import stderr_into
 
 tpu_lines: list[str] = []  # TensorFlow's start-up lines about the TPU, where one is present
 
@@ -28,17 +31,12 @@ class QuietLoader(importlib.abc.Loader):
 
     def exec_module(self, module):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        saved = os.dup(2)
-        with tempfile.TemporaryFile(mode="w+b") as log:
-            try:
-                os.dup2(log.fileno(), 2)
+        with tempfile.TemporaryDirectory() as folder:
+            log = Path(folder) / "tensorflow-startup.log"
+            with stderr_into(log):
                 self.loader.exec_module(module)
                 module.config.list_physical_devices("GPU")
-            finally:
-                os.dup2(saved, 2)
-                os.close(saved)
-            log.seek(0)
-            report_tpu(log.read().decode(errors="replace"))
+            report_tpu(log.read_text(errors="replace"))
 
 
 def report_tpu(text: str) -> None:

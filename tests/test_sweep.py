@@ -1,7 +1,10 @@
-"""Sweeps on Ray: a 2 x 2 smoke grid on a local Ray, a sweep killed and resumed, a sweep on a Ray head started
-with ``ray start``, and the one-line errors (Ray missing, a bad grid, a run that fails)."""
+"""Sweeps on Ray: a 2 x 2 smoke grid on a local Ray (which listens on 127.0.0.1 only), a sweep killed and resumed,
+a sweep killed with SIGKILL that leaves no process behind, a sweep on a Ray head started with ``ray start``, and the
+one-line errors (Ray missing, a bad grid, an --address that is no Ray head, a failed join, a run that fails)."""
 
+import contextlib
 import fcntl
+import ipaddress
 import json
 import os
 import signal
@@ -45,6 +48,7 @@ def assert_four_completed(out: Path) -> None:
 
 
 def test_sweep_without_ray_says_how_to_install_it(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(sweep, "ray_environment", lambda address: None)  # leave this process's environment alone
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     assert cli.main(["sweep", "--recipes", "smoke", "--output", str(tmp_path / "s")]) == 2
     assert capsys.readouterr().err.strip() == "error: sweep needs Ray: pip install -e .[sweep]"
@@ -66,7 +70,7 @@ def test_grid_names_and_values():
 
 def test_bad_grid_is_refused_before_anything_starts(capsys, tmp_path, monkeypatch):
     needs_ray()
-    monkeypatch.setattr(sweep, "use_cluster_token", lambda: None)  # leave this process's environment alone
+    monkeypatch.setattr(sweep, "ray_environment", lambda address: None)  # leave this process's environment alone
     out = tmp_path / "s"
     cases = [
         (["--recipes", "smoke", "--set", "learning_rat=0.1,0.2"], "smoke-learning_rat=0.1-seed0: Unknown parameter"),
@@ -81,6 +85,90 @@ def test_bad_grid_is_refused_before_anything_starts(capsys, tmp_path, monkeypatc
         assert cli.main(["sweep", *args, *(["--output", str(out)] if "--resume" not in args else [])]) == 2
         assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+LISTENING = """
+import json, sys
+import psutil
+from cifar100_helpers import sweep
+from cifar100_helpers.layout import SweepDir
+
+ray = sweep.require_ray(None)
+with sweep.ray_session(ray, 1, None, SweepDir(sys.argv[1])):
+    ray.get(ray.remote(lambda: 0).remote())  # a worker too
+    sockets = []
+    for process in [psutil.Process(), *psutil.Process().children(recursive=True)]:
+        for socket in process.net_connections("inet"):
+            if socket.status == psutil.CONN_LISTEN:
+                sockets.append((process.name(), socket.laddr.ip, socket.laddr.port))
+print(json.dumps(sockets))
+"""
+
+
+def loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+def test_a_local_ray_listens_on_the_loopback_interface_only(tmp_path):
+    """The local Ray of a sweep, started as the sweep starts it: its GCS server, raylet, agents, the driver and a
+    worker listen on 127.0.0.1 only, never on every interface (0.0.0.0, ::) or the machine's network address."""
+    needs_ray()
+    pytest.importorskip("psutil")
+    done = subprocess.run([sys.executable, "-c", LISTENING, str(tmp_path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    sockets = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {"gcs_server", "raylet"} <= {name for name, _, _ in sockets}, sockets
+    assert [s for s in sockets if not loopback(s[1])] == [], sockets
+
+
+def test_an_address_that_is_no_ray_head_fails_in_seconds_with_one_line(capfd, tmp_path, monkeypatch):
+    """Ray would retry for minutes (a port that takes TCP but is no GCS: 20 tries of 40 s each; ray://: 30 s),
+    printing its C++ retries; the sweep checks the address first and says what to give instead."""
+    needs_ray()
+    monkeypatch.setattr(sweep, "ray_environment", lambda address: None)  # leave this process's environment alone
+    out = tmp_path / "s"
+    with socket.socket() as silent:  # takes TCP connections and never answers, as many a non-Ray service does
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        not_ray, nobody = f"127.0.0.1:{silent.getsockname()[1]}", f"ray://127.0.0.1:{free_port()}"
+        for address, message in [
+            (not_ray, f"What answers at --address {not_ray} is not a Ray head (it does not speak gRPC): give the GCS "
+             "port that `ray start --head` printed (6379 by default), or ray://HOST:10001 for its Ray Client server."),
+            (nobody, f"Nothing answers at --address {nobody} (Connection refused): start the head there with `ray "
+             f"start --head --ray-client-server-port={nobody.rpartition(':')[2]}`, or leave --address out for a "
+             "local Ray."),
+        ]:  # fmt: skip
+            started = time.monotonic()
+            assert cli.main(["sweep", "--recipes", "smoke", "--address", address, "--output", str(out)]) == 2
+            assert time.monotonic() - started < sweep.GRPC_REPLY_SECONDS + 5
+            assert capfd.readouterr().err == f"error: {message}\n"
+    assert not out.exists()
+
+
+def test_a_failed_join_is_recorded_and_ray_s_own_lines_stay_in_ray_log(capfd, tmp_path, monkeypatch):
+    """When ray.init fails after all (a head of another Ray version, a wrong token), the terminal gets one line that
+    names ray.log, where Ray's C++ lines went, and sweep.json says failed, with the error, for --resume to go on."""
+    ray = needs_ray()
+    monkeypatch.setattr(sweep, "ray_environment", lambda address: None)  # leave this process's environment alone
+    monkeypatch.setattr(sweep, "check_address", lambda address: None)  # it answers as a GCS would
+
+    def init(**options):
+        os.write(2, b"[2026-01-01 00:00:00,000 W 1 1] gcs_client.cc:210: Failed to get cluster ID from GCS server\n")
+        raise ConnectionError("Failed to connect to GCS\nmore detail")
+
+    monkeypatch.setattr(ray, "init", init)
+    layout = SweepDir(tmp_path / "s")
+    assert cli.main(["sweep", "--recipes", "smoke", "--address", "10.0.0.1:6379", "--output", str(layout.root)]) == 2
+    error = (f"Could not join the Ray cluster at 10.0.0.1:6379 (Failed to connect to GCS; Ray's messages are in "
+             f"{layout.ray_log}): check the cluster (same Ray version, its token in ~/.ray/auth_token), then continue "
+             f"with sweep --resume {layout.root}.")  # fmt: skip
+    assert capfd.readouterr().err == f"error: {error}\n"
+    assert "gcs_client.cc:210: Failed to get cluster ID" in layout.ray_log.read_text()
+    record = json.loads(layout.manifest.read_text())
+    assert record["status"] == "failed" and [r["status"] for r in record["runs"]] == ["pending"]
+    assert record["attempts"][-1]["status"] == "failed" and record["attempts"][-1]["error"] == error
 
 
 @pytest.fixture(scope="module")
@@ -151,6 +239,48 @@ def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
     assert len(run_json(out / partial[0])["attempts"]) == 2  # resumed with run --resume
     record = json.loads((out / "sweep.json").read_text())
     assert record["attempts"][-1]["kept"] >= 1 and record["attempts"][-1]["command"].endswith("--slots 2")
+
+
+def running(processes: list) -> list:
+    """Those of ``processes`` (psutil) still running: not ended, not a zombie waiting for its parent to reap it."""
+    import psutil
+
+    alive = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+                alive.append(process)
+    return alive
+
+
+def test_nothing_outlives_a_sweep_killed_with_sigkill(tmp_path):
+    """SIGKILL gives the sweep no chance to shut Ray down: its Ray processes (GCS server, raylet, dashboard and
+    runtime-env agents, workers), its runs and their kernels must all end within seconds anyway."""
+    needs_ray()
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "grid"
+    args = ["--recipes", "smoke", "--seeds", "0", "1", "--epochs", "1", "--slots", "2", "--output", str(out)]
+    process = subprocess.Popen([*SWEEP, *args], cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    descendants = []
+    try:
+        deadline = time.time() + 300
+        while not all((out / f"smoke-seed{n}" / "run.json").exists() for n in (0, 1)):  # both runs have begun
+            assert process.poll() is None and time.time() < deadline
+            time.sleep(0.2)
+        descendants = psutil.Process(process.pid).children(recursive=True)
+        assert {"gcs_server", "raylet", "ray::DashboardAgent"} <= {p.name() for p in running(descendants)}
+        process.kill()
+        process.wait()
+        deadline = time.monotonic() + 10
+        while running(descendants) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert running(descendants) == []
+    finally:
+        for leftover in running(descendants):
+            leftover.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
 
 def free_port() -> int:
