@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from .input_pipeline import batch_augmenter
-from .layout import replacing
+from .running.files import replacing
 
 
 def image_grid(images: np.ndarray, titles: list[str], cols: int = 8, size: float = 1.3) -> plt.Figure:

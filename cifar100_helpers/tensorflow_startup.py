@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .layout import stderr_into
+from .running.files import stderr_into
 
 tpu_lines: list[str] = []  # TensorFlow's start-up lines about the TPU, where one is present
 

@@ -13,15 +13,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from . import input_pipeline, manifest
+from . import input_pipeline
 from .config import EPOCH_BUDGET, RunConfig
 from .data import Cifar100
 from .errors import ConfigError, RunError, TrainingDiverged
 from .hardware import Placement, scale
-from .history import history_text, read_history
-from .layout import RunDir, replacing, write_atomic
 from .muon import MuonConvSGD
-from .progress import append, epoch_line
+from .running import manifest
+from .running.files import replacing, write_atomic
+from .running.history import history_text, read_history
+from .running.progress import append, epoch_line
+from .running.run_dir import RunDir
 from .sgd import BiasScaledSGD
 
 MIN_WARMUP_STEPS = 50  # a warm-up shorter than this is lengthened: few, large steps need it most

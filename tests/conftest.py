@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar100_helpers import generated_data, pipeline
+from cifar100_helpers import generated_data
+from cifar100_helpers.running import notebook_runner
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -96,5 +97,5 @@ def fake_notebooks(monkeypatch):
         if notebook in fail:
             raise fail[notebook]
 
-    monkeypatch.setattr(pipeline, "execute", execute)
+    monkeypatch.setattr(notebook_runner, "execute", execute)
     return calls, fail

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import nbformat
 
-from cifar100_helpers import config, pipeline
+from cifar100_helpers import config
+from cifar100_helpers.running import notebook_runner
 
 NBVAL_DIR = Path(__file__).parent / "nbval"
 OUTPUTS_DIR = "../../outputs/nbval"  # relative to tests/nbval, where nbval runs the kernel
@@ -18,9 +19,10 @@ RUN_DIR = f"{OUTPUTS_DIR}/run"
 
 def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        run = pipeline.run(config.make_config("smoke"), Path(tmp) / "run")
-        pipeline.compare(Path(tmp))
-        executed = [run.notebook(n) for n in pipeline.NOTEBOOKS] + [Path(tmp) / "compare" / pipeline.COMPARE_NOTEBOOK]
+        run = notebook_runner.run(config.make_config("smoke"), Path(tmp) / "run")
+        notebook_runner.compare(Path(tmp))
+        executed = [run.notebook(n) for n in notebook_runner.NOTEBOOKS]
+        executed.append(Path(tmp) / "compare" / notebook_runner.COMPARE_NOTEBOOK)
         for path in executed:
             nb = nbformat.read(path, as_version=4)
             for cell in nb.cells:

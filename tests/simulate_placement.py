@@ -21,9 +21,10 @@ def main(kind: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES[kind])
 
-    from cifar100_helpers import bench, config, data, hardware, models, training
+    from cifar100_helpers import config, data, hardware, models, training
+    from cifar100_helpers.commands import bench
     from cifar100_helpers.generated_data import write_archive
-    from cifar100_helpers.layout import RunDir
+    from cifar100_helpers.running.run_dir import RunDir
 
     fake_gpus = tf.config.list_logical_devices("CPU")
     hardware.logical_gpus = lambda: [] if kind == "tpu" else fake_gpus

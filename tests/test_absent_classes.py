@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from cifar100_helpers import config, evaluation, pipeline
+from cifar100_helpers import config, evaluation
+from cifar100_helpers.running import notebook_runner
 
 
 def drop_test_classes(test: dict) -> None:
@@ -28,7 +29,7 @@ def test_per_class_accuracy_of_an_absent_class_is_unknown_not_zero():
 def test_report_completes_when_the_test_split_lacks_classes(rewrite, tmp_path):
     data = rewrite("test", drop_test_classes)
     cfg = config.make_config("cpu", epochs=1, widths=(8, 16, 16), batch_size=64, data=str(data), verify=False)
-    run = pipeline.run(cfg, tmp_path / "subset")
+    run = notebook_runner.run(cfg, tmp_path / "subset")
     metrics = json.loads(run.metrics.read_text())
     assert len(metrics["classes_without_test_images"]) == 10
     assert metrics["class_accuracy"][metrics["classes_without_test_images"][0]] is None

@@ -1,4 +1,5 @@
-from cifar100_helpers import bench, data
+from cifar100_helpers import data
+from cifar100_helpers.commands import bench
 
 
 def test_bench_measures_recipes_and_pipeline(archive, tmp_path):

@@ -12,11 +12,12 @@ import nbformat
 import pytest
 from papermill.exceptions import PapermillExecutionError
 
-from cifar100_helpers import colab, config, pipeline
+from cifar100_helpers import config
 from cifar100_helpers.errors import RunError
-from cifar100_helpers.layout import RunDir
+from cifar100_helpers.running import colab, notebook_runner
+from cifar100_helpers.running.run_dir import RunDir
 
-NOTEBOOKS = sorted(pipeline.NOTEBOOK_DIR.glob("0*.ipynb"))
+NOTEBOOKS = sorted(notebook_runner.NOTEBOOK_DIR.glob("0*.ipynb"))
 REPO_URL = "https://github.com/cifar100-study/cifar100-10-epochs"
 
 
@@ -110,9 +111,9 @@ def test_require_names_the_notebook_to_run_first(tmp_path):
 )
 def test_notebook_without_its_input_fails_in_one_line_and_papermill_still_stops(tmp_path, notebook, missing, producer):
     run = RunDir(tmp_path / "empty").create()
-    params = pipeline.notebook_parameters(config.make_config("smoke"), run)
-    with pipeline.current_interpreter_kernel() as kernel, pytest.raises(RunError) as err:
-        pipeline.execute(notebook, run, params, kernel, pipeline.NOTEBOOK_DIR)
+    params = notebook_runner.notebook_parameters(config.make_config("smoke"), run)
+    with notebook_runner.current_interpreter_kernel() as kernel, pytest.raises(RunError) as err:
+        notebook_runner.execute(notebook, run, params, kernel, notebook_runner.NOTEBOOK_DIR)
     assert f"{notebook} failed in cell" in str(err.value)
     assert f"(RunError: {missing} is not in {run.root}: run {producer} first, with the same run_dir" in str(err.value)
     executed = nbformat.read(run.notebook(notebook), as_version=4)
@@ -132,7 +133,7 @@ def test_one_line_errors_leave_other_exceptions_alone(tmp_path):
     nbformat.write(source, tmp_path / "t.ipynb")
     import papermill
 
-    with pipeline.current_interpreter_kernel() as kernel, pytest.raises(PapermillExecutionError) as err:
+    with notebook_runner.current_interpreter_kernel() as kernel, pytest.raises(PapermillExecutionError) as err:
         papermill.execute_notebook(str(tmp_path / "t.ipynb"), str(tmp_path / "o.ipynb"), kernel_name=kernel,
                                    progress_bar=False)  # fmt: skip
     assert err.value.ename == "ZeroDivisionError" and len(err.value.traceback) > 1
@@ -141,15 +142,15 @@ def test_one_line_errors_leave_other_exceptions_alone(tmp_path):
 
 def write_run(folder, cfg, status):
     run = RunDir(folder).create()
-    run.config.write_text(json.dumps(pipeline.with_absolute_paths(cfg).to_dict()))
+    run.config.write_text(json.dumps(notebook_runner.with_absolute_paths(cfg).to_dict()))
     run.manifest.write_text(json.dumps({"status": status}))
     return run
 
 
 def test_run_or_resume_starts_continues_or_shows(tmp_path, monkeypatch, capsys):
     calls = []
-    monkeypatch.setattr(pipeline, "run", lambda cfg, output: calls.append(("run", output)) or RunDir(output))
-    monkeypatch.setattr(pipeline, "resume", lambda output: calls.append(("resume", output)) or RunDir(output))
+    monkeypatch.setattr(notebook_runner, "run", lambda cfg, output: calls.append(("run", output)) or RunDir(output))
+    monkeypatch.setattr(notebook_runner, "resume", lambda output: calls.append(("resume", output)) or RunDir(output))
     cfg = config.make_config("smoke")
     colab.run_or_resume(cfg, tmp_path / "new")
     write_run(tmp_path / "cut", cfg, "running")
@@ -198,11 +199,11 @@ def test_every_notebook_has_the_same_colab_set_up_and_literal_parameters(path):
     (set_up,) = set_ups
     assert "report-skip" in set_up.metadata["tags"] and nb.cells.index(set_up) > nb.cells.index(tagged["parameters"])
     assert f"git clone -q --depth 1 {REPO_URL} {{repo}}" in set_up.source
-    assert "%run {repo}/cifar100_helpers/colab_setup.py" in set_up.source
+    assert "%run {repo}/cifar100_helpers/running/colab_setup.py" in set_up.source
     assert len(set_up.source.splitlines()) <= 5  # the shared set-up is short; colab_setup.py holds the rest
-    reference = nbformat.read(pipeline.NOTEBOOK_DIR / "00_colab.ipynb", as_version=4)
+    reference = nbformat.read(notebook_runner.NOTEBOOK_DIR / "00_colab.ipynb", as_version=4)
     assert set_up.source == next(c.source for c in reference.cells if "google.colab" in c.source)
-    if path.name in pipeline.NOTEBOOKS:
+    if path.name in notebook_runner.NOTEBOOKS:
         assert params["run_dir"] is None
     if path.name == "00_colab.ipynb":
         assert params == {"recipe": "auto", "data_path": None, "epochs": None, "seed": 0, "overrides": {},
@@ -214,9 +215,10 @@ def run_all(folder, **parameters):
     import papermill
 
     output = folder / f"00_colab-{len(list(folder.glob('00_colab-*')))}.ipynb"
-    with pipeline.current_interpreter_kernel() as kernel:
-        papermill.execute_notebook(str(pipeline.NOTEBOOK_DIR / "00_colab.ipynb"), str(output), parameters=parameters,
-                                   kernel_name=kernel, cwd=str(folder), progress_bar=False)  # fmt: skip
+    with notebook_runner.current_interpreter_kernel() as kernel:
+        papermill.execute_notebook(str(notebook_runner.NOTEBOOK_DIR / "00_colab.ipynb"), str(output),
+                                   parameters=parameters, kernel_name=kernel, cwd=str(folder),
+                                   progress_bar=False)  # fmt: skip
     return "".join(o.get("text", "") + json.dumps(o.get("data", {})) for c in nbformat.read(output, 4).cells
                    for o in c.get("outputs", []))  # fmt: skip
 
@@ -226,7 +228,7 @@ def test_run_all_notebook_runs_resumes_and_shows_a_completed_run(tmp_path):
     shown = run_all(tmp_path, recipe="smoke", run_name="smoke")
     run = RunDir(tmp_path / "outputs" / "smoke")
     record = json.loads(run.manifest.read_text())
-    assert record["status"] == "completed" and record["completed_notebooks"] == list(pipeline.NOTEBOOKS)
+    assert record["status"] == "completed" and record["completed_notebooks"] == list(notebook_runner.NOTEBOOKS)
     assert run.report.exists() and run.metrics.exists() and (tmp_path / "outputs" / "index.html").exists()
     assert "Test top-1" in shown and f"report: {run.report}" in shown
 
@@ -238,7 +240,7 @@ def test_run_all_notebook_runs_resumes_and_shows_a_completed_run(tmp_path):
     record = json.loads(run.manifest.read_text())
     assert "was interrupted: continuing it" in shown and "Test top-1" in shown
     assert record["status"] == "completed" and run.report.exists()
-    assert len(record["attempts"]) == 2 and record["attempts"][1]["skipped"] == list(pipeline.NOTEBOOKS)
+    assert len(record["attempts"]) == 2 and record["attempts"][1]["skipped"] == list(notebook_runner.NOTEBOOKS)
 
     before = run.manifest.read_text()
     shown = run_all(tmp_path, recipe="smoke", run_name="smoke")
@@ -261,7 +263,7 @@ NO_DEPS = "install -q --no-deps -e REPO"
     ids=["gpu-or-cpu", "tpu-build-present", "tpu-no-tensorflow", "tpu-image-ships-cpu-tensorflow", "cpu-build-loaded"],
 )  # fmt: skip
 def test_colab_set_up_installs_the_tpu_build_wherever_it_is_missing(tpu, builds, loaded, commands, restart):
-    from cifar100_helpers import colab_setup
+    from cifar100_helpers.running import colab_setup
 
     planned, line = colab_setup.plan(tpu, builds, loaded)
     shown = [c.replace(str(colab_setup.REPO), "REPO").replace(f'"{colab_setup.TPU_TENSORFLOW}" papermill tensorboard '
@@ -271,6 +273,6 @@ def test_colab_set_up_installs_the_tpu_build_wherever_it_is_missing(tpu, builds,
 
 
 def test_colab_set_up_asks_for_a_tpu_build_that_exists():
-    from cifar100_helpers import colab_setup
+    from cifar100_helpers.running import colab_setup
 
     assert colab_setup.TPU_TENSORFLOW == "tensorflow-tpu>=2.19,<2.21"  # PyPI's newest tensorflow-tpu is 2.20.0

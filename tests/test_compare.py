@@ -4,9 +4,10 @@ import json
 
 import pytest
 
-from cifar100_helpers import compare, pipeline
+from cifar100_helpers.commands import leaderboard
 from cifar100_helpers.errors import RunError
-from cifar100_helpers.markup import escape
+from cifar100_helpers.running import notebook_runner
+from cifar100_helpers.running.markup import escape
 
 LR = {v: escape(f"cpu learning_rate={v}") for v in ("0.1", "0.2")}  # as the tables show them
 
@@ -39,38 +40,38 @@ def outputs(tmp_path):
 
 
 def test_leaderboard_ranks_only_runs_within_the_rules(outputs):
-    rows = compare.collect(outputs)
+    rows = leaderboard.collect(outputs)
     assert [r["run"] for r in rows if r["ranked"]] == ["cpu-b", "seed-a"]
-    table = compare.leaderboard(rows)
+    table = leaderboard.leaderboard(rows)
     assert "| 1 | cpu-b |" in table and "| 2 | seed-a |" in table
     assert "64.00% (63.0%-65.0%)" in table and "84.00% (83.0%-85.0%)" in table
     assert "cpu-long" not in table and "demo" not in table
-    everything = compare.leaderboard(rows, include_unranked=True)
+    everything = leaderboard.leaderboard(rows, include_unranked=True)
     assert "cpu-long ⚠ over budget" in everything and "demo ⚠ generated data" in everything
     assert rows[0]["training_minutes"] == 2.0 and rows[0]["best_top1"] == pytest.approx(0.65)
 
 
 def test_default_pair_is_seed_against_the_best(outputs):
-    seed, best = compare.default_pair(compare.collect(outputs))
+    seed, best = leaderboard.default_pair(leaderboard.collect(outputs))
     assert (seed["run"], best["run"]) == ("seed-a", "cpu-b")
 
 
 def test_index_links_every_run(outputs):
-    page = compare.write_index(outputs, compare.collect(outputs)).read_text()
+    page = leaderboard.write_index(outputs, leaderboard.collect(outputs)).read_text()
     for name in ("seed-a", "cpu-b", "cpu-long", "demo"):
         assert f"href='{name}/report.html'" in page
     assert "not ranked: over budget" in page and 'name="viewport"' in page
 
 
 def test_compare_runs_notebook_05(outputs):
-    report = pipeline.compare(outputs)
+    report = notebook_runner.compare(outputs)
     assert report.exists() and (outputs / "compare" / "05_compare.ipynb").exists()
     assert (outputs / "index.html").exists() and (outputs / "compare-figures" / "accuracy_vs_time.png").exists()
 
 
 def test_compare_without_runs_says_what_to_do(tmp_path):
     with pytest.raises(RunError, match="No completed runs"):
-        pipeline.compare(tmp_path)
+        notebook_runner.compare(tmp_path)
 
 
 @pytest.fixture
@@ -89,7 +90,7 @@ def seeds(tmp_path):
 
 
 def test_runs_that_differ_only_by_seed_form_one_group(seeds):
-    groups = compare.group_runs(compare.collect(seeds))
+    groups = leaderboard.group_runs(leaderboard.collect(seeds))
     assert [(g["group"], g["n"], g["ranked"]) for g in groups] == [
         ("cpu learning_rate=0.2", 2, True), ("cpu learning_rate=0.1", 3, True), ("seed", 1, True),
         ("cpu learning_rate=0.1", 1, False),
@@ -101,29 +102,29 @@ def test_runs_that_differ_only_by_seed_form_one_group(seeds):
     assert lr01["best_top5"]["std"] == pytest.approx(0.02)  # no top5_tta in these metrics: plain top-5
     assert lr01["training_minutes"]["mean"] == pytest.approx(2.5) and lr01["training_minutes"]["std"] == 0.5
     single = groups[2]
-    assert single["top1"] == {"mean": 0.5, "std": None} and compare.interval(single) == (0.50, 0.52)
-    assert compare.interval(lr01) == pytest.approx((0.61, 0.65))
+    assert single["top1"] == {"mean": 0.5, "std": None} and leaderboard.interval(single) == (0.50, 0.52)
+    assert leaderboard.interval(lr01) == pytest.approx((0.61, 0.65))
 
 
 def test_grouped_leaderboard_keeps_the_ranking_rules_and_notes_overlaps(seeds):
-    groups = compare.group_runs(compare.collect(seeds))
-    table = compare.group_leaderboard(groups)
+    groups = leaderboard.group_runs(leaderboard.collect(seeds))
+    table = leaderboard.group_leaderboard(groups)
     assert f"| 1 | {LR['0.2']} | 2 | 0, 1 | 63.00% ± 2.83 | 64.00% ± 2.83 |" in table
     assert f"| 2 | {LR['0.1']} | 3 | 0, 1, 2 | 62.00% ± 2.00 |" in table
     assert "| 3 | seed | 1 | 0 | 50.00% | 51.00% |" in table and "over budget" not in table
-    notes = compare.spread_notes([g for g in groups if g["ranked"]])
+    notes = leaderboard.spread_notes([g for g in groups if g["ranked"]])
     assert notes == ["cpu learning_rate=0.2 vs cpu learning_rate=0.1: the difference is within the run-to-run spread"]
     assert table.endswith(f"- {escape(notes[0])}")
-    everything = compare.group_leaderboard(groups, include_unranked=True)
+    everything = leaderboard.group_leaderboard(groups, include_unranked=True)
     assert f"| - | {LR['0.1']} ⚠ over budget | 1 |" in everything
 
 
 def test_single_runs_with_overlapping_intervals_are_noted_too(tmp_path):
     for name, top1, rate in [("a", 0.64, 0.1), ("b", 0.645, 0.3), ("c", 0.60, 0.5)]:  # best top-1 intervals:
         fake_run(tmp_path, name, "cpu", top1, learning_rate=rate)  # 65-67%, 65.5-67.5%, 61-63%
-    groups = compare.group_runs(compare.collect(tmp_path))
-    assert [g["n"] for g in groups] == [1, 1, 1] and compare.interval(groups[0]) == (0.645, 0.665)
-    assert compare.spread_notes(groups) == [
+    groups = leaderboard.group_runs(leaderboard.collect(tmp_path))
+    assert [g["n"] for g in groups] == [1, 1, 1] and leaderboard.interval(groups[0]) == (0.645, 0.665)
+    assert leaderboard.spread_notes(groups) == [
         "cpu learning_rate=0.3 vs cpu learning_rate=0.1: the difference is within the 95% intervals of the two runs"
     ]
 
@@ -131,11 +132,11 @@ def test_single_runs_with_overlapping_intervals_are_noted_too(tmp_path):
 def test_index_and_chart_show_the_spread_across_seeds(seeds, outputs):
     from cifar100_helpers import plots
 
-    rows = compare.collect(seeds)
-    page = compare.write_index(seeds, rows).read_text()
+    rows = leaderboard.collect(seeds)
+    page = leaderboard.write_index(seeds, rows).read_text()
     assert "Across seeds" in page and f"<td>{LR['0.1']}</td><td>3</td><td>62.00% ± 2.00</td>" in page
     assert "within the run-to-run spread" in page
-    assert "Across seeds" not in compare.write_index(outputs, compare.collect(outputs)).read_text()
-    fig = plots.accuracy_vs_time(rows, compare.group_runs(rows))
+    assert "Across seeds" not in leaderboard.write_index(outputs, leaderboard.collect(outputs)).read_text()
+    fig = plots.accuracy_vs_time(rows, leaderboard.group_runs(rows))
     bars = [c for c in fig.axes[0].containers if type(c).__name__ == "ErrorbarContainer"]
     assert len(bars) == 2  # the two settings repeated over seeds

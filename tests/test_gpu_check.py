@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from cifar100_helpers import cli, gpu_check
+from cifar100_helpers.commands import cli, gpu_check
 
 
 def test_gpu_check_refuses_a_machine_without_gpu(tmp_path, capsys):

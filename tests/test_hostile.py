@@ -9,9 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from cifar100_helpers import cli, compare, config, pipeline
+from cifar100_helpers import config
+from cifar100_helpers.commands import cli, leaderboard
 from cifar100_helpers.errors import ConfigError, RunError
-from cifar100_helpers.layout import RunDir
+from cifar100_helpers.running import notebook_runner
+from cifar100_helpers.running.run_dir import RunDir
 
 from .test_compare import fake_run
 
@@ -47,13 +49,13 @@ def test_damaged_sibling_run_is_skipped_and_named_and_unfinished_runs_are_not_li
     )
     by_hand = fake_run(tmp_path, "notebooks-by-hand", "cpu", 0.4) / "run.json"  # 01-04 run in Jupyter: no status
     by_hand.write_text(json.dumps({k: v for k, v in json.loads(by_hand.read_text()).items() if k != "status"}))
-    rows = compare.collect(tmp_path)
+    rows = leaderboard.collect(tmp_path)
     assert [r["run"] for r in rows] == ["good", "notebooks-by-hand"]
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 2 and all(w.startswith("warning: skipped a damaged run: ") for w in warnings)
     assert str(tmp_path / "no-budget-key" / "metrics.json") + " (no 'over_budget' entry)" in warnings[0]
     assert str(tmp_path / "truncated" / "metrics.json") + " (JSONDecodeError" in warnings[1]
-    page = compare.write_index(tmp_path, rows).read_text()
+    page = leaderboard.write_index(tmp_path, rows).read_text()
     assert "good/report.html" in page and "killed-in-04" not in page and "truncated" not in page
 
 
@@ -76,17 +78,17 @@ def test_failed_compare_keeps_the_previous_good_notebook(tmp_path, capsys):
     import nbformat
 
     fake_run(tmp_path, "good", "cpu", 0.6)
-    previous = tmp_path / "compare" / pipeline.COMPARE_NOTEBOOK
+    previous = tmp_path / "compare" / notebook_runner.COMPARE_NOTEBOOK
     previous.parent.mkdir()
     previous.write_text("the last good comparison")
-    broken = nbformat.read(pipeline.NOTEBOOK_DIR / pipeline.COMPARE_NOTEBOOK, as_version=4)
+    broken = nbformat.read(notebook_runner.NOTEBOOK_DIR / notebook_runner.COMPARE_NOTEBOOK, as_version=4)
     broken.cells = [c for c in broken.cells if "parameters" in c.metadata.get("tags", [])]
     broken.cells.append(nbformat.v4.new_code_cell("raise ValueError('boom')"))
-    nbformat.write(broken, tmp_path / pipeline.COMPARE_NOTEBOOK)
+    nbformat.write(broken, tmp_path / notebook_runner.COMPARE_NOTEBOOK)
     err = one_line_error(capsys, "compare", "--outputs", tmp_path, "--notebooks", tmp_path)
     assert "05_compare.ipynb failed in cell" in err and "ValueError: boom" in err
     assert previous.read_text() == "the last good comparison"
-    assert (tmp_path / "compare" / f"partial-{pipeline.COMPARE_NOTEBOOK}").exists()  # kept to read
+    assert (tmp_path / "compare" / f"partial-{notebook_runner.COMPARE_NOTEBOOK}").exists()  # kept to read
 
 
 # --------------------------------------------------------------------------- 2: resume
@@ -249,8 +251,8 @@ def test_weights_file_missing_or_not_hdf5_fails_before_any_notebook(capsys, tmp_
 
 def test_an_hdf5_weights_file_passes_the_check(tmp_path):
     weights = tmp_path / "w.h5"
-    weights.write_bytes(pipeline.HDF5_SIGNATURE + b"\0" * 64)
-    pipeline.check_weights(config.make_config("transfer", weights=str(weights)))
+    weights.write_bytes(notebook_runner.HDF5_SIGNATURE + b"\0" * 64)
+    notebook_runner.check_weights(config.make_config("transfer", weights=str(weights)))
 
 
 # --------------------------------------------------------------------------- 7, 8: data checked and recorded
@@ -283,7 +285,7 @@ def test_relative_cifar100_data_is_resolved_once_and_recorded(
     (tmp_path / "data" / "c100.tar.gz").symlink_to(archive)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CIFAR100_DATA", "data/c100.tar.gz")
-    run = pipeline.run(config.make_config("cpu", verify=False), tmp_path / "run")
+    run = notebook_runner.run(config.make_config("cpu", verify=False), tmp_path / "run")
     recorded = json.loads(run.config.read_text())["data"]
     assert recorded == str(tmp_path / "data" / "c100.tar.gz")
     assert json.loads(run.manifest.read_text())["config"]["data"] == recorded
@@ -294,7 +296,7 @@ def test_data_found_in_the_keras_cache_is_recorded_in_the_manifest(tmp_path, iso
     cache = tmp_path / "keras-home" / "datasets"
     cache.mkdir(parents=True)
     (cache / "cifar-100-python.tar.gz").symlink_to(archive)
-    run = pipeline.run(config.make_config("cpu", verify=False), tmp_path / "run")
+    run = notebook_runner.run(config.make_config("cpu", verify=False), tmp_path / "run")
     assert json.loads(run.manifest.read_text())["data_source"] == str(cache / "cifar-100-python.tar.gz")
     assert json.loads(run.config.read_text())["data"] is None  # a resume on a fresh machine looks again
 
@@ -304,12 +306,12 @@ def test_data_found_in_the_keras_cache_is_recorded_in_the_manifest(tmp_path, iso
 
 def test_a_run_directory_in_use_is_refused(capsys, tmp_path, fake_notebooks):
     run = interrupted_run(tmp_path / "run")
-    with pipeline.locked(run):  # as if another process were running it
+    with notebook_runner.locked(run):  # as if another process were running it
         err = one_line_error(capsys, "run", "--resume", run.root)
     assert f"{run.root} is in use by pid {os.getpid()}: a run directory takes one process at a time" in err
     assert fake_notebooks[0] == []
     assert cli.main(["run", "--resume", str(run.root)]) == 0  # released: the resume goes ahead
-    assert [n for n, _ in fake_notebooks[0]] == list(pipeline.NOTEBOOKS)
+    assert [n for n, _ in fake_notebooks[0]] == list(notebook_runner.NOTEBOOKS)
 
 
 # --------------------------------------------------------------------------- 11, 12: Ctrl-C and a full disk
@@ -327,7 +329,7 @@ def test_ctrl_c_names_the_run_and_marks_it_interrupted(capsys, tmp_path, fake_no
 
 
 def test_ctrl_c_during_bench_does_not_mention_resume(capsys, monkeypatch):
-    from cifar100_helpers import bench
+    from cifar100_helpers.commands import bench
 
     def interrupt(*args, **kwargs):
         raise KeyboardInterrupt
@@ -358,7 +360,7 @@ def test_full_disk_while_writing_the_config_says_to_start_again(capsys, tmp_path
     def no_space(path, text):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(pipeline, "write_atomic", no_space)
+    monkeypatch.setattr(notebook_runner, "write_atomic", no_space)
     out = tmp_path / "full"
     err = one_line_error(capsys, "run", "--recipe", "smoke", "--output", out)
     assert f"Could not write {out / 'config.json'} (the disk is full)" in err and f"then delete {out}" in err
@@ -366,5 +368,5 @@ def test_full_disk_while_writing_the_config_says_to_start_again(capsys, tmp_path
 
 def test_locked_run_reports_a_read_only_folder(tmp_path):
     run = RunDir(tmp_path / "gone")  # never created: the lock file cannot be opened
-    with pytest.raises(RunError, match="Could not write"), pipeline.locked(run):
+    with pytest.raises(RunError, match="Could not write"), notebook_runner.locked(run):
         pass

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cifar100_helpers import bench, cli, export, training, tune
+from cifar100_helpers import training
+from cifar100_helpers.commands import bench, cli, export, tune
 from cifar100_helpers.errors import TrainingDiverged
-from cifar100_helpers.layout import RunDir
+from cifar100_helpers.running.run_dir import RunDir
 
 from .conftest import read_members, write_members
 from .test_hostile import one_line_error

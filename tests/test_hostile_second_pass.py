@@ -12,8 +12,11 @@ import tarfile
 import nbformat
 import pytest
 
-from cifar100_helpers import cli, compare, config, data, pipeline
-from cifar100_helpers.layout import RunDir, replacing, write_atomic
+from cifar100_helpers import config, data
+from cifar100_helpers.commands import cli, leaderboard
+from cifar100_helpers.running import notebook_runner
+from cifar100_helpers.running.files import replacing, write_atomic
+from cifar100_helpers.running.run_dir import RunDir
 
 from .test_compare import fake_run
 
@@ -85,9 +88,9 @@ def test_a_non_finite_metric_in_another_run_skips_that_run(tmp_path, fake_notebo
 def test_compare_names_each_skipped_run_in_the_terminal(tmp_path, capsys, monkeypatch, content):
     fake_run(tmp_path, "good", "cpu", 0.6)
     (fake_run(tmp_path, "bad", "cpu", 0.6) / "metrics.json").write_text(content)
-    monkeypatch.setattr(pipeline, "execute", lambda *a, **k: None)  # notebook 05 itself is not the case here
-    monkeypatch.setattr(pipeline, "export_html", lambda *a: a[2])
-    monkeypatch.setattr(pipeline.os, "replace", lambda *a: None)
+    monkeypatch.setattr(notebook_runner, "execute", lambda *a, **k: None)  # notebook 05 itself is not the case here
+    monkeypatch.setattr(notebook_runner, "export_html", lambda *a: a[2])
+    monkeypatch.setattr(notebook_runner.os, "replace", lambda *a: None)
     assert cli.main(["compare", "--outputs", str(tmp_path)]) == 0
     assert f"warning: skipped a damaged run: {tmp_path / 'bad' / 'metrics.json'}" in capsys.readouterr().err
 
@@ -95,7 +98,7 @@ def test_compare_names_each_skipped_run_in_the_terminal(tmp_path, capsys, monkey
 def test_group_statistics_never_see_a_non_finite_value(tmp_path):
     fake_run(tmp_path, "a", "cpu", 0.6, seed=0)
     damage(fake_run(tmp_path, "b", "cpu", 0.6, seed=1), top1_tta=math.nan)
-    groups = compare.group_runs(compare.collect(tmp_path))
+    groups = leaderboard.group_runs(leaderboard.collect(tmp_path))
     assert [g["n"] for g in groups] == [1]
 
 
@@ -107,9 +110,10 @@ def test_no_ipython_warning_per_notebook_when_home_is_not_writable(tmp_path):
     notebook.parent.mkdir()
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print(6 * 7)")]), notebook)
     script = (
-        "from pathlib import Path; from cifar100_helpers import pipeline\n"
-        "with pipeline.current_interpreter_kernel() as kernel:\n"
-        f"    pipeline.execute('one.ipynb', Path({str(tmp_path)!r}), {{}}, kernel, Path({str(notebook.parent)!r}))\n"
+        "from pathlib import Path; from cifar100_helpers.running import notebook_runner\n"
+        "with notebook_runner.current_interpreter_kernel() as kernel:\n"
+        f"    notebook_runner.execute('one.ipynb', Path({str(tmp_path)!r}), {{}}, kernel,\n"
+        f"                            Path({str(notebook.parent)!r}))\n"
     )
     env = {**os.environ, "HOME": str(tmp_path / "no-such-home")}
     env.pop("IPYTHONDIR", None)

@@ -7,9 +7,10 @@ from html.parser import HTMLParser
 import nbformat
 import pytest
 
-from cifar100_helpers import compare, pipeline
-from cifar100_helpers.layout import RunDir
-from cifar100_helpers.markup import escape
+from cifar100_helpers.commands import leaderboard
+from cifar100_helpers.running import notebook_runner
+from cifar100_helpers.running.markup import escape
+from cifar100_helpers.running.run_dir import RunDir
 
 from .test_compare import fake_run
 
@@ -72,15 +73,15 @@ def hostile_outputs(tmp_path):
 
 def test_index_leaderboards_and_group_table_hold_no_live_html(tmp_path):
     outputs = hostile_outputs(tmp_path)
-    rows = compare.collect(outputs)
+    rows = leaderboard.collect(outputs)
     assert len(rows) == len(HOSTILE)
-    assert_inert(compare.write_index(outputs, rows).read_text())
-    tables = [compare.leaderboard(rows, True), compare.group_leaderboard(compare.group_runs(rows), True)]
+    assert_inert(leaderboard.write_index(outputs, rows).read_text())
+    tables = [leaderboard.leaderboard(rows, True), leaderboard.group_leaderboard(leaderboard.group_runs(rows), True)]
     cell = nbformat.v4.new_code_cell(outputs=[nbformat.v4.new_output("display_data", {"text/markdown": t})
                                              for t in tables])  # fmt: skip
     notebook = tmp_path / "05.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), notebook)
-    page = pipeline.export_html([notebook], "# compared", tmp_path / "report.html", "runs").read_text()
+    page = notebook_runner.export_html([notebook], "# compared", tmp_path / "report.html", "runs").read_text()
     assert_inert(page)
     for name in HOSTILE:  # each shown as text, and each table row kept whole (no cell split by a `|`)
         assert " ".join(name.split()) in "".join(Tags(page).text)
@@ -92,8 +93,8 @@ def test_run_report_banner_holds_no_live_html(tmp_path, name):
     run = RunDir(tmp_path / name.replace("/", "_")).create()
     run.config.write_text(json.dumps({"recipe": name, "epochs": 10}))
     run.metrics.write_text(json.dumps({"top1": 0.5, "top5": 0.8, "top1_tta": 0.51, "tta": name}))
-    page = pipeline.write_report(run).read_text()
+    page = notebook_runner.write_report(run).read_text()
     assert_inert(page)
     assert f"CIFAR-100 run {' '.join(run.root.name.split())}: recipe" in "".join(Tags(page).text)
-    failed = pipeline.write_report(run, failure=f"01_data.ipynb failed in {name}").read_text()
+    failed = notebook_runner.write_report(run, failure=f"01_data.ipynb failed in {name}").read_text()
     assert_inert(failed)

@@ -15,7 +15,9 @@ from .conftest import REPO
 
 
 def kernel_of(pid: int) -> int | None:
-    found = subprocess.run(["pgrep", "-P", str(pid), "-f", "cifar100_helpers.kernel"], capture_output=True, text=True)
+    found = subprocess.run(
+        ["pgrep", "-P", str(pid), "-f", "cifar100_helpers.running.jupyter_kernel"], capture_output=True, text=True
+    )
     return int(found.stdout.split()[0]) if found.stdout.strip() else None
 
 

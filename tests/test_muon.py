@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from cifar100_helpers import config, data, evaluation, models, training
-from cifar100_helpers.layout import RunDir
 from cifar100_helpers.muon import MuonConvSGD, orthogonalized
+from cifar100_helpers.running.run_dir import RunDir
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 24, 64), (3, 3, 64, 256), (3, 3, 4, 64)])  # wide, tall and square-ish

@@ -4,10 +4,10 @@ and the set-up every notebook repeats stays a few lines."""
 import nbformat
 import pytest
 
-from cifar100_helpers import pipeline
+from cifar100_helpers.running import notebook_runner
 
-NUMBERED = [pipeline.NOTEBOOK_DIR / n for n in pipeline.NOTEBOOKS]
-EXECUTED = pipeline.REPO / "tests" / "nbval"  # the smoke run's executed copies (make nbval-refresh)
+NUMBERED = [notebook_runner.NOTEBOOK_DIR / n for n in notebook_runner.NOTEBOOKS]
+EXECUTED = notebook_runner.REPO / "tests" / "nbval"  # the smoke run's executed copies (make nbval-refresh)
 
 
 def code_lines(path, set_up_only=False) -> list[str]:
@@ -30,7 +30,7 @@ def outputs(name: str) -> str:
 
 
 def test_02_shows_the_networks_code_and_its_layers():
-    source = "\n".join(code_lines(pipeline.NOTEBOOK_DIR / "02_model.ipynb"))
+    source = "\n".join(code_lines(notebook_runner.NOTEBOOK_DIR / "02_model.ipynb"))
     assert "models.builder_source(cfg)" in source and "models.block_table(model)" in source
     shown = outputs("02_model.ipynb")
     assert "def build_airbench" in shown and "MaxPooling2D" in shown and "Conv2D" in shown
@@ -38,7 +38,7 @@ def test_02_shows_the_networks_code_and_its_layers():
 
 
 def test_03_shows_the_optimizer_the_schedule_and_the_fit_call():
-    source = "\n".join(code_lines(pipeline.NOTEBOOK_DIR / "03_train.ipynb"))
+    source = "\n".join(code_lines(notebook_runner.NOTEBOOK_DIR / "03_train.ipynb"))
     for shown in ("training.describe_optimizer(model)", "plots.learning_rate_schedule(", "model.fit(",
                   "callbacks=list(fit.callbacks.values())", "training.finish("):  # fmt: skip
         assert shown in source

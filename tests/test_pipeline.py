@@ -5,17 +5,19 @@ import json
 import nbformat
 import pytest
 
-from cifar100_helpers import cli, config, pipeline, training
+from cifar100_helpers import config, training
+from cifar100_helpers.commands import cli
 from cifar100_helpers.errors import RunError
+from cifar100_helpers.running import notebook_runner
 
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    return pipeline.run(config.make_config("smoke"), tmp_path_factory.mktemp("runs") / "smoke")
+    return notebook_runner.run(config.make_config("smoke"), tmp_path_factory.mktemp("runs") / "smoke")
 
 
 def test_smoke_run_produces_every_artifact(smoke_run):
-    for name in pipeline.NOTEBOOKS:
+    for name in notebook_runner.NOTEBOOKS:
         nb = nbformat.read(smoke_run.notebook(name), as_version=4)
         assert any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
     metrics = json.loads(smoke_run.metrics.read_text())
@@ -52,14 +54,14 @@ def test_report_is_self_contained_and_flags_generated_data(smoke_run):
 def test_existing_run_directory_is_never_overwritten(smoke_run):
     before = smoke_run.metrics.read_text()
     with pytest.raises(RunError, match="never overwritten.*or continue it with --resume"):
-        pipeline.run(config.make_config("smoke"), smoke_run.root)
+        notebook_runner.run(config.make_config("smoke"), smoke_run.root)
     assert smoke_run.metrics.read_text() == before
 
 
 def test_failing_notebook_names_notebook_and_cell_and_keeps_it(tmp_path):
     cfg = config.make_config("smoke", batch_size=100_000)  # valid, but larger than the training split
     with pytest.raises(RunError, match=r"03_train.ipynb failed in cell \d+ \(ConfigError: global batch size") as err:
-        pipeline.run(cfg, tmp_path / "fails")
+        notebook_runner.run(cfg, tmp_path / "fails")
     assert "partly executed notebook is kept" in str(err.value)
     assert (tmp_path / "fails" / "03_train.ipynb").exists()
     assert json.loads((tmp_path / "fails" / "run.json").read_text())["status"] == "failed"
@@ -68,7 +70,7 @@ def test_failing_notebook_names_notebook_and_cell_and_keeps_it(tmp_path):
 
 def test_notebook_parameters_carry_every_change(tmp_path):
     cfg = config.make_config("cpu", epochs=2, batch_size=16, data="x.tar.gz")
-    params = pipeline.notebook_parameters(cfg, pipeline.RunDir(tmp_path))
+    params = notebook_runner.notebook_parameters(cfg, notebook_runner.RunDir(tmp_path))
     assert params["epochs"] == 2 and params["data_path"] == "x.tar.gz" and params["interactive"] is False
     rebuilt = config.from_parameters(params["recipe"], params["data_path"], params["verify"], params["epochs"],
                                      params["seed"], params["overrides"])  # fmt: skip
@@ -77,9 +79,9 @@ def test_notebook_parameters_carry_every_change(tmp_path):
 
 def test_relative_paths_are_made_absolute(tmp_path, monkeypatch, isolated_env):
     monkeypatch.chdir(tmp_path)
-    cfg = pipeline.with_absolute_paths(config.make_config("transfer", data="data/c100.tar.gz", weights="w.h5"))
+    cfg = notebook_runner.with_absolute_paths(config.make_config("transfer", data="data/c100.tar.gz", weights="w.h5"))
     assert cfg.data == str(tmp_path / "data" / "c100.tar.gz") and cfg.weights == str(tmp_path / "w.h5")
-    untouched = pipeline.with_absolute_paths(config.make_config("transfer"))
+    untouched = notebook_runner.with_absolute_paths(config.make_config("transfer"))
     assert untouched.data is None and untouched.weights == "imagenet"
 
 
@@ -105,7 +107,7 @@ def test_nan_loss_stops_training_and_marks_the_run_failed(tmp_path):
     with pytest.raises(
         RunError, match=r"03_train.ipynb failed .*NaN or infinite at epoch 1, batch(es)? [0-9-]+"
     ) as err:
-        pipeline.run(cfg, tmp_path / "nan")
+        notebook_runner.run(cfg, tmp_path / "nan")
     assert "--set learning_rate" in str(err.value)
     assert not (tmp_path / "nan" / "model.keras").exists()
     assert "RUN FAILED" in (tmp_path / "nan" / "report.html").read_text()
@@ -115,13 +117,13 @@ def test_output_that_cannot_be_created(tmp_path):
     blocker = tmp_path / "a-file"
     blocker.write_text("")
     with pytest.raises(RunError, match="writable folder"):
-        pipeline.run(config.make_config("smoke"), blocker / "run")
+        notebook_runner.run(config.make_config("smoke"), blocker / "run")
 
 
 @pytest.mark.slow  # a second smoke pipeline run: about 60 s on the 2-core machine
 def test_a_run_that_holds_out_nothing_completes(tmp_path):
     """cpu trains on every training image (val_fraction 0): each notebook copes without a validation split."""
-    run = pipeline.run(config.make_config("smoke", val_fraction=0.0), tmp_path / "run")
+    run = notebook_runner.run(config.make_config("smoke", val_fraction=0.0), tmp_path / "run")
     assert json.loads(run.manifest.read_text())["status"] == "completed"
     assert [row["val_accuracy"] for row in training.read_history(run.history)] == [None]
     results = nbformat.read(run.notebook("04_results.ipynb"), as_version=4)

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cifar100_helpers import cli, config, data, evaluation, export, generated_data, models, predict
-from cifar100_helpers.export import write_tflite
-from cifar100_helpers.layout import RunDir
+from cifar100_helpers import config, data, evaluation, generated_data, models
+from cifar100_helpers.commands import cli, export, predict
+from cifar100_helpers.commands.export import write_tflite
+from cifar100_helpers.running.run_dir import RunDir
 
 from .conftest import SHARED_DATA
 

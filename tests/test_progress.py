@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from cifar100_helpers import config, data, models, progress, training
-from cifar100_helpers.layout import RunDir
+from cifar100_helpers import config, data, models, training
+from cifar100_helpers.running import progress
+from cifar100_helpers.running.run_dir import RunDir
 
 from .conftest import REPO
 

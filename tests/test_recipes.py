@@ -8,7 +8,7 @@ import pytest
 
 from cifar100_helpers import config, data, models, training
 from cifar100_helpers.errors import ConfigError
-from cifar100_helpers.layout import RunDir
+from cifar100_helpers.running.run_dir import RunDir
 
 SMALL = {
     "cpu": {"widths": (8, 16, 16)},
@@ -92,9 +92,9 @@ def test_progressive_size_off():
 @pytest.mark.slow  # a pipeline run each (make test-slow); make test runs smoke's (nbval, test_pipeline)
 @pytest.mark.parametrize("recipe", sorted(SMALL))
 def test_recipe_runs_through_the_pipeline_in_smoke_size(recipe, tmp_path):
-    from cifar100_helpers import pipeline
+    from cifar100_helpers.running import notebook_runner
 
     cfg = config.make_config(recipe, epochs=1, batch_size=32, generated=True, verify=False, **SMALL[recipe])
-    run = pipeline.run(cfg, tmp_path / recipe)
+    run = notebook_runner.run(cfg, tmp_path / recipe)
     assert run.report.exists() and run.metrics.exists()
     assert json.loads(run.manifest.read_text())["training"]["replicas"] == 1

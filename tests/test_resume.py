@@ -11,8 +11,8 @@ import keras
 import numpy as np
 import pytest
 
-from cifar100_helpers import pipeline
 from cifar100_helpers.errors import RunError
+from cifar100_helpers.running import notebook_runner
 from cifar100_helpers.training import read_history
 
 from .conftest import REPO
@@ -77,6 +77,6 @@ def test_deterministic_runs_repeat_bit_for_bit(uninterrupted, tmp_path):
 
 def test_resume_refuses_a_completed_run_or_a_wrong_path(uninterrupted, tmp_path):
     with pytest.raises(RunError, match="already completed"):
-        pipeline.resume(uninterrupted)
+        notebook_runner.resume(uninterrupted)
     with pytest.raises(RunError, match="not a run directory"):
-        pipeline.resume(tmp_path)
+        notebook_runner.resume(tmp_path)

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar100_helpers import cli, compare, sweep
+from cifar100_helpers.commands import cli, leaderboard, sweep
 from cifar100_helpers.errors import ConfigError
-from cifar100_helpers.layout import SweepDir
+from cifar100_helpers.running.run_dir import SweepDir
 
 from .conftest import REPO
 
@@ -40,7 +40,7 @@ def assert_four_completed(out: Path) -> None:
     assert record["status"] == "completed" and [r["name"] for r in record["runs"]] == NAMES
     assert all(r["status"] == "completed" and r["exit_code"] == 0 and r["wall_seconds"] > 0 for r in record["runs"])
     assert all(run_json(out / name)["status"] == "completed" for name in NAMES)
-    groups = compare.group_runs(compare.collect(out))
+    groups = leaderboard.group_runs(leaderboard.collect(out))
     assert sorted((g["group"], g["n"]) for g in groups) == [
         ("smoke learning_rate=0.05", 2), ("smoke learning_rate=0.1", 2),
     ]  # fmt: skip
@@ -90,8 +90,8 @@ def test_bad_grid_is_refused_before_anything_starts(capsys, tmp_path, monkeypatc
 LISTENING = """
 import json, sys
 import psutil
-from cifar100_helpers import sweep
-from cifar100_helpers.layout import SweepDir
+from cifar100_helpers.commands import sweep
+from cifar100_helpers.running.run_dir import SweepDir
 
 ray = sweep.require_ray(None)
 with sweep.ray_session(ray, 1, None, SweepDir(sys.argv[1])):

@@ -31,7 +31,7 @@ def test_importing_the_package_loads_no_tensorflow(tmp_path):
 def test_help_loads_no_tensorflow(tmp_path, argv):
     fresh(f"""
         import sys
-        from cifar100_helpers import cli
+        from cifar100_helpers.commands import cli
         try:
             cli.main({argv!r})
         except SystemExit:
@@ -46,14 +46,15 @@ def test_run_orchestration_up_to_the_first_kernel_loads_no_tensorflow(tmp_path):
     write_archive(tmp_path / "c100.tar.gz")
     done = fresh(f"""
         import sys
-        from cifar100_helpers import cli, pipeline
+        from cifar100_helpers.commands import cli
+        from cifar100_helpers.running import notebook_runner
 
         def kernel_starts(notebook, *args, **kwargs):
             CHECK
             print("kernel would start:", notebook)
 
-        pipeline.execute = kernel_starts
-        pipeline.write_report = lambda *a, **k: None
+        notebook_runner.execute = kernel_starts
+        notebook_runner.write_report = lambda *a, **k: None
         assert cli.main(["run", "--recipe", "auto", "--output", "run", "--data", {str(tmp_path / 'c100.tar.gz')!r},
                          "--no-verify"]) == 0
         CHECK
@@ -67,10 +68,11 @@ def test_compare_loads_no_tensorflow_in_its_own_process(tmp_path):
     fake_run(tmp_path, "a", "cpu", 0.6)
     fresh(f"""
         import sys
-        from cifar100_helpers import cli, pipeline
-        pipeline.execute = lambda *a, **k: None  # notebook 05's kernel is another process
-        pipeline.export_html = lambda *a: a[2]
-        pipeline.os.replace = lambda *a: None
+        from cifar100_helpers.commands import cli
+        from cifar100_helpers.running import notebook_runner
+        notebook_runner.execute = lambda *a, **k: None  # notebook 05's kernel is another process
+        notebook_runner.export_html = lambda *a: a[2]
+        notebook_runner.os.replace = lambda *a: None
         assert cli.main(["compare", "--outputs", {str(tmp_path)!r}]) == 0
         CHECK
     """, tmp_path)  # fmt: skip

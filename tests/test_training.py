@@ -8,7 +8,7 @@ import pytest
 
 from cifar100_helpers import config, data, evaluation, hardware, models, training
 from cifar100_helpers.errors import RunError
-from cifar100_helpers.layout import RunDir
+from cifar100_helpers.running.run_dir import RunDir
 
 
 def test_warmup_then_cosine_to_zero():

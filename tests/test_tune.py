@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from cifar100_helpers import cli, config, data, tune
+from cifar100_helpers import config, data
+from cifar100_helpers.commands import cli, tune
 
 from .test_hostile import one_line_error
 

@@ -27,9 +27,9 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from .data import IMAGE_SHAPE
-from .errors import ExportError
-from .layout import RunDir, check_output
+from ..data import IMAGE_SHAPE
+from ..errors import ExportError
+from ..running.run_dir import RunDir, check_output
 from .predict import check_run, load_model
 
 INSTALL = "pip install -e .[export]"

@@ -16,14 +16,16 @@ from pathlib import Path
 
 import nbformat
 
-from . import compare as runs
-from . import data, devices, manifest, progress
-from .config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
-from .errors import ConfigError, RunError
-from .layout import RunDir, exclusive, write_atomic
+from .. import data, devices
+from ..commands import leaderboard
+from ..config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
+from ..errors import ConfigError, RunError
+from . import manifest, progress
+from .files import exclusive, read_json, write_atomic
 from .markup import escape
+from .run_dir import RunDir
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOK_DIR = REPO / "notebooks"
 NOTEBOOKS = ("01_data.ipynb", "02_model.ipynb", "03_train.ipynb", "04_results.ipynb")
 COMPARE_NOTEBOOK = "05_compare.ipynb"
@@ -51,8 +53,8 @@ def current_interpreter_kernel():
         spec = Path(tmp) / "kernels" / KERNEL_NAME
         spec.mkdir(parents=True)
         # log level CRITICAL: no TCP notice per notebook, no ZMQ noise when a run is interrupted (cell errors
-        # still reach papermill as messages); cifar100_helpers.kernel dies with this process
-        kernel = [sys.executable, "-m", "cifar100_helpers.kernel", "-f", "{connection_file}"]
+        # still reach papermill as messages); the kernel dies with this process
+        kernel = [sys.executable, "-m", "cifar100_helpers.running.jupyter_kernel", "-f", "{connection_file}"]
         argv = [*kernel, "--IPKernelApp.log_level=CRITICAL"]
         (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "cifar100", "language": "python"}))
         settings = {"JUPYTER_PATH": os.pathsep.join(p for p in (tmp, os.environ.get("JUPYTER_PATH")) if p)}
@@ -133,17 +135,6 @@ def check_inputs(cfg: RunConfig, notebook_dir: Path) -> tuple[RunConfig, Path | 
     cfg = with_absolute_paths(cfg)
     check_weights(cfg)
     return cfg, check_data(cfg)
-
-
-def read_json(path: Path, fix: str) -> dict:
-    """A JSON object from ``path``; if it is unreadable or damaged, one line naming it and ``fix``."""
-    try:
-        value = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path} is damaged ({type(exc).__name__}: {exc}): {fix}.") from None
-    if not isinstance(value, dict):
-        raise RunError(f"{path} is damaged (a JSON {type(value).__name__}, not an object): {fix}.")
-    return value
 
 
 @contextlib.contextmanager
@@ -308,7 +299,7 @@ def execute_remaining(cfg: RunConfig, run_dir: RunDir, notebook_dir: Path, sourc
         end_attempt(run_dir, attempts, "failed", str(error))
         raise error from None
     try:
-        runs.write_index(run_dir.root.parent, runs.collect(run_dir.root.parent))
+        leaderboard.write_index(run_dir.root.parent, leaderboard.collect(run_dir.root.parent))
     except OSError as exc:
         print(f"warning: could not refresh {run_dir.root.parent / 'index.html'} ({exc.strerror})", file=sys.stderr)
     return run_dir
@@ -373,12 +364,12 @@ def compare(outputs: Path, include_unranked: bool = False, notebook_dir: Path = 
     the executed notebook and its HTML go to ``outputs/compare/``."""
     outputs = Path(outputs).resolve()
     check_notebooks(notebook_dir, (COMPARE_NOTEBOOK,))
-    rows, skipped = runs.scan(outputs)
+    rows, skipped = leaderboard.scan(outputs)
     if not rows:
         damaged = f" (skipped as damaged: {'; '.join(skipped)})" if skipped else ""
         fix = "repair or move those files, " if skipped else ""
         raise RunError(f"No completed runs under {outputs}{damaged}: {fix}run one first, or pass --outputs DIR.")
-    runs.warn_skipped(skipped, outputs)
+    leaderboard.warn_skipped(skipped, outputs)
     folder = outputs / "compare"
     folder.mkdir(exist_ok=True)
     params = {"outputs_dir": str(outputs), "include_unranked": include_unranked}

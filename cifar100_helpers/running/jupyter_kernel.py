@@ -1,4 +1,4 @@
-"""The notebook kernel the pipeline starts (``python -m cifar100_helpers.kernel -f CONNECTION_FILE``):
+"""The notebook kernel the pipeline starts (``python -m cifar100_helpers.running.jupyter_kernel -f CONNECTION_FILE``):
 ipykernel, made to die with the process that started it, so that a ``run`` killed in any way (Ctrl-C,
 SIGTERM from ``timeout`` or a scheduler, even SIGKILL) never leaves a kernel behind holding memory,
 a GPU or a cluster port. On Linux the kernel asks for SIGKILL when its parent dies (prctl

@@ -11,10 +11,11 @@ from pathlib import Path
 
 import keras
 
-from . import data, devices, hardware, input_pipeline, manifest, models, training
-from .config import EPOCH_BUDGET, make_config
-from .errors import ConfigError
-from .layout import write_atomic
+from .. import data, devices, hardware, input_pipeline, models, training
+from ..config import EPOCH_BUDGET, make_config
+from ..errors import ConfigError
+from ..running import manifest
+from ..running.files import write_atomic
 
 TRAIN_IMAGES = 45_000  # the training split after the default 5,000-image validation hold-out
 CORES = os.cpu_count() or 1
@@ -131,7 +132,7 @@ def load_bench_data(path: str | None, verify: bool) -> data.Cifar100:
     """The real data when given, else a generated set in the same format (throughput ignores pixels)."""
     if path:
         return data.load(path, verify=verify)
-    from .generated_data import write_archive
+    from ..generated_data import write_archive
 
     with tempfile.TemporaryDirectory() as tmp:
         return data.load(write_archive(Path(tmp) / "c100.tar.gz", train_per_class=30), verify=False)

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from .config import RECIPE_NAMES, resolve_recipe
-from .errors import Cifar100Error, ConfigError, Interrupted, OutputError
-from .kernel import end_with_parent_if_asked, terminate_as_interrupt
-from .layout import check_output
+from ..config import RECIPE_NAMES, resolve_recipe
+from ..errors import Cifar100Error, ConfigError, Interrupted, OutputError
+from ..running.jupyter_kernel import end_with_parent_if_asked, terminate_as_interrupt
+from ..running.run_dir import check_output
 
 BENCH_RECIPES = [r for r in RECIPE_NAMES if r not in ("auto", "smoke")]
 PATH_OPTIONS = {"run_dir": "RUN_DIR", "images": "IMAGE", "data": "--data", "weights": "--weights",
@@ -187,7 +187,7 @@ def add_model_commands(commands) -> None:
 
 
 def config_from_args(args: argparse.Namespace):
-    from .config import from_parameters
+    from ..config import from_parameters
 
     overrides = dict(parse_setting(s) for s in args.set)
     if "recipe" in overrides:
@@ -210,7 +210,7 @@ def given(value) -> bool:
 
 
 def run_command(args: argparse.Namespace) -> None:
-    from . import pipeline
+    from ..running import notebook_runner
 
     notebooks = {"notebook_dir": args.notebooks} if args.notebooks else {}
     ignored = [f"--{n.replace('_', '-')}" for n in IGNORED_BY_RESUME if given(getattr(args, n))]
@@ -223,9 +223,9 @@ def run_command(args: argparse.Namespace) -> None:
     path = args.resume or Path(args.output or f"outputs/{resolve_recipe(recipe)}-{time.strftime('%Y%m%d-%H%M%S')}")
     try:
         if args.resume:
-            done = pipeline.resume(path, **notebooks)
+            done = notebook_runner.resume(path, **notebooks)
         else:
-            done = pipeline.run(config_from_args(args), check_output(path, folder=True), **notebooks)
+            done = notebook_runner.run(config_from_args(args), check_output(path, folder=True), **notebooks)
     except KeyboardInterrupt:
         if (path / "run.json").exists():
             raise Interrupted(f"finished notebooks and epochs are kept; continue with --resume {path}") from None
@@ -234,10 +234,10 @@ def run_command(args: argparse.Namespace) -> None:
 
 
 def compare_command(args: argparse.Namespace) -> None:
-    from . import pipeline
+    from ..running import notebook_runner
 
     notebooks = {"notebook_dir": args.notebooks} if args.notebooks else {}
-    report = pipeline.compare(args.outputs, args.include_unranked, **notebooks)
+    report = notebook_runner.compare(args.outputs, args.include_unranked, **notebooks)
     print(f"Leaderboard: {report}\nIndex: {args.outputs / 'index.html'}")
 
 

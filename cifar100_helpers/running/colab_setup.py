@@ -9,7 +9,7 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 TPU_WHEELS = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 TPU_TENSORFLOW = "tensorflow-tpu>=2.19,<2.21"  # the newest TPU build on PyPI is 2.20.0
 

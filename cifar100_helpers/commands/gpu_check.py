@@ -13,9 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from . import devices, manifest
-from .errors import ConfigError
-from .layout import write_atomic
+from .. import devices
+from ..errors import ConfigError
+from ..running import manifest
+from ..running.files import write_atomic
 
 RUN_EPOCHS = 2  # enough to see the epoch time and that accuracy climbs, short enough for minutes
 

@@ -23,10 +23,12 @@ import sys
 import time
 from pathlib import Path
 
-from . import compare, manifest, reaper
-from .errors import Cifar100Error, ConfigError, Interrupted, RunError
-from .kernel import END_WITH_PARENT, terminate_as_interrupt
-from .layout import SweepDir, exclusive, stderr_into, write_atomic
+from ..errors import Cifar100Error, ConfigError, Interrupted, RunError
+from ..running import manifest, reaper
+from ..running.files import exclusive, stderr_into, write_atomic
+from ..running.jupyter_kernel import END_WITH_PARENT, terminate_as_interrupt
+from ..running.run_dir import SweepDir
+from . import leaderboard
 
 RAY_MISSING = "sweep needs Ray: pip install -e .[sweep]"
 LOCAL_OBJECT_STORE = 100 * 2**20  # tasks return small dicts only; Ray's default would take 30% of the memory
@@ -124,7 +126,7 @@ def grid(recipes: list[str], settings: list[tuple[str, list[str]]], seeds: list[
 def check_point(point: dict, options: dict) -> None:
     """Refuse, before anything starts, a grid point whose config ``run`` would refuse (unknown keys, values
     out of range, the epoch budget). The data is checked by each run, on the machine that runs it."""
-    from .config import from_parameters
+    from ..config import from_parameters
 
     overrides = {k: literal(v) for k, v in point["settings"].items()}
     verify = False if options["no_verify"] else None
@@ -513,18 +515,19 @@ def refresh_index(sweep: SweepDir) -> None:
     """The sweep folder's index.html (runs, and each setting's mean ± std over seeds), as ``run`` refreshes
     ``outputs/index.html``."""
     try:
-        compare.write_index(sweep.root, compare.collect(sweep.root))
+        leaderboard.write_index(sweep.root, leaderboard.collect(sweep.root))
     except OSError as exc:
         print(f"warning: could not refresh {sweep.index} ({exc.strerror})", file=sys.stderr)
 
 
 def summary(sweep: SweepDir) -> str:
     """One line per setting: n, mean ± std of top-1 (with TTA) and of training time; then where to look."""
-    groups = compare.group_runs(compare.collect(sweep.root))
-    lines = [f"{g['group']}: n={g['n']}, top-1 {compare.mean_std(g['top1'])}, best with TTA "
-             f"{compare.mean_std(g['best_top1'])}, {compare.mean_std(g['training_minutes'], percent=False)} training "
-             f"min{'' if g['ranked'] else ' (not ranked)'}" for g in groups]  # fmt: skip
-    lines += [f"- {n}" for n in compare.spread_notes(groups)]
+    groups = leaderboard.group_runs(leaderboard.collect(sweep.root))
+    mean_std = leaderboard.mean_std
+    lines = [f"{g['group']}: n={g['n']}, top-1 {mean_std(g['top1'])}, best with TTA {mean_std(g['best_top1'])}, "
+             f"{mean_std(g['training_minutes'], percent=False)} training min{'' if g['ranked'] else ' (not ranked)'}"
+             for g in groups]  # fmt: skip
+    lines += [f"- {n}" for n in leaderboard.spread_notes(groups)]
     return "\n".join(lines + [f"Sweep: {sweep.manifest}", f"Index: {sweep.index}",
                               f"Leaderboard: python -m cifar100_helpers compare --outputs {sweep.root}"])  # fmt: skip
 

@@ -11,22 +11,12 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
-from .errors import RunError
-from .history import read_history
-from .layout import write_atomic
-from .markup import escape
+from ..errors import RunError
+from ..running.files import read_json, write_atomic
+from ..running.history import read_history
+from ..running.markup import escape
 
 SEED_FIELDS = ("seed", "data", "verify")  # config fields that give another sample of a setting, not another setting
-
-
-def read_json(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{path} ({type(exc).__name__}: {exc})") from None
-    if not isinstance(value, dict):
-        raise RunError(f"{path} (a JSON {type(value).__name__}, not an object)")
-    return value
 
 
 def run_row(run: Path) -> dict:

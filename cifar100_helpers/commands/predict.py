@@ -25,11 +25,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from . import evaluation, models
-from .config import TTA_MODES
-from .errors import ImageError, RunError
-from .generated_data import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
-from .layout import RunDir
+from .. import evaluation, models
+from ..config import TTA_MODES
+from ..errors import ImageError, RunError
+from ..generated_data import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+from ..running.run_dir import RunDir
 
 SIZE = 32
 RESIZE_METHOD = (

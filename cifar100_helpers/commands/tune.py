@@ -10,10 +10,12 @@ import shutil
 import time
 from pathlib import Path
 
-from . import data, devices, evaluation, hardware, manifest, models, pipeline, training
-from .config import TTA_MODES, RunConfig
-from .errors import ConfigError, RunError
-from .layout import RunDir, write_atomic
+from .. import data, devices, evaluation, hardware, models, training
+from ..config import TTA_MODES, RunConfig
+from ..errors import ConfigError, RunError
+from ..running import manifest, notebook_runner
+from ..running.files import read_json, write_atomic
+from ..running.run_dir import RunDir
 
 HOLDOUT = 0.1  # of the training split, when the recipe itself holds out nothing
 
@@ -31,7 +33,7 @@ def validate(cfg: RunConfig, folder: Path, changes: dict) -> dict:
     created = not check_folder(folder).exists()
     run = RunDir(folder).create()
     try:
-        with pipeline.locked(run):
+        with notebook_runner.locked(run):
             return train_and_score(cfg, run, changes)
     except BaseException:  # Ctrl-C too: an empty training is nothing to continue
         if created and not run.resume_state.exists():
@@ -45,7 +47,7 @@ def check_folder(folder: Path) -> Path:
     run = RunDir(folder)
     if not run.root.is_dir() or not any(run.root.iterdir()):
         return Path(folder)
-    recorded = pipeline.read_json(run.manifest, "restore it") if run.manifest.exists() else {}
+    recorded = read_json(run.manifest, "restore it") if run.manifest.exists() else {}
     if "notebooks" in recorded:
         raise RunError(f"{run.root} is a run directory (made by `run`): tune never writes into one; choose a new "
                        "--output.")  # fmt: skip
@@ -81,7 +83,7 @@ def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
         "training_minutes": round(sum(r["seconds"] for r in history) / 60, 2),
         "wall_minutes": round((time.time() - started) / 60, 2),
         "epochs": len(history),
-        **manifest.git_state(Path(__file__).resolve().parent.parent),
+        **manifest.git_state(notebook_runner.REPO),
         "hardware": devices.describe(),
     }
     write_atomic(run.root / "validation.json", json.dumps(result, indent=1))

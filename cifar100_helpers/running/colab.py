@@ -13,10 +13,10 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from . import pipeline
-from .config import RunConfig
-from .errors import Cifar100Error, RunError
-from .layout import RunDir
+from ..config import RunConfig
+from ..errors import Cifar100Error, RunError
+from . import notebook_runner
+from .run_dir import RunDir
 
 DRIVE_MOUNT = Path("/content/drive")  # where Colab mounts Google Drive; "My Drive" is MyDrive/ below it
 DRIVE_FOLDER = "cifar100-10-epochs"  # the study's folder in My Drive
@@ -88,7 +88,7 @@ def run_dir(value: str | None) -> RunDir:
 def start(recipe, data_path, verify, epochs, seed, overrides, run_dir_value) -> tuple[RunConfig, RunDir]:
     """What every numbered notebook does after its parameters cell: one-line errors, the run's config (checked)
     and its run directory, said in one line."""
-    from .config import from_parameters
+    from ..config import from_parameters
 
     one_line_errors()
     cfg = from_parameters(recipe, data=data_path, verify=verify, epochs=epochs, seed=seed, overrides=overrides)
@@ -126,9 +126,9 @@ def run_or_resume(cfg: RunConfig, output: Path) -> RunDir:
     interrupted and only return it when completed. A different config there is refused."""
     run = RunDir(output)
     if not run.manifest.exists():
-        return pipeline.run(cfg, output)
-    saved = pipeline.config_from_file(run.config)
-    wanted = pipeline.with_absolute_paths(cfg)
+        return notebook_runner.run(cfg, output)
+    saved = notebook_runner.config_from_file(run.config)
+    wanted = notebook_runner.with_absolute_paths(cfg)
     changed = [f.name for f in dataclasses.fields(RunConfig) if getattr(saved, f.name) != getattr(wanted, f.name)]
     if changed:
         raise RunError(
@@ -138,10 +138,10 @@ def run_or_resume(cfg: RunConfig, output: Path) -> RunDir:
     if json.loads(run.manifest.read_text()).get("status") == "completed":
         print(f"{run.root} is already completed: showing it (set a new run_name to train again).")
         if not run.report.exists():  # the runtime stopped while the report was being written
-            pipeline.write_report(run)
+            notebook_runner.write_report(run)
         return run
     print(f"{run.root} was interrupted: continuing it (finished notebooks and epochs are kept).")
-    return pipeline.resume(output)
+    return notebook_runner.resume(output)
 
 
 def show_report(run: RunDir) -> None:
@@ -149,7 +149,7 @@ def show_report(run: RunDir) -> None:
     report inline, both served from this runtime; elsewhere its path."""
     from IPython.display import Markdown, display
 
-    display(Markdown(pipeline.banner(run)))
+    display(Markdown(notebook_runner.banner(run)))
     print(f"report: {run.report}")
     if in_colab():
         from google.colab import output
