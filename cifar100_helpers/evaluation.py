@@ -1,4 +1,5 @@
-"""Test-set metrics: top-k with and without flip TTA, per-class and superclass views, mistakes."""
+"""Test-set metrics: top-k with and without test-time augmentation (none, flip, flip_translate, flip_grid), per-class
+and superclass views, calibration, mistakes."""
 
 from __future__ import annotations
 
