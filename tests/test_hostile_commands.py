@@ -160,7 +160,7 @@ def test_export_removes_the_staging_folders_of_killed_exports(capsys, tmp_path, 
     assert sorted(os.listdir(tmp_path)) == sorted(["m.tflite", running.name])
 
 
-def test_tflite_export_prints_no_deprecation_warning(capsys, tmp_path, run_dir, monkeypatch):  # noqa: F811
+def test_tflite_export_prints_no_deprecation_warning(capfd, tmp_path, run_dir, monkeypatch):  # noqa: F811
     """Without ai-edge-litert the check runs on tf.lite.Interpreter, which warns in six lines that it is
     deprecated: the check chose it knowingly, so the user is not told."""
     real = importlib.util.find_spec
@@ -169,9 +169,10 @@ def test_tflite_export_prints_no_deprecation_warning(capsys, tmp_path, run_dir, 
     )
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        code, out, err = run_cli(capsys, "export", run_dir, "--format", "tflite", "--output", tmp_path / "m.tflite")
+        code, out, err = run_cli(capfd, "export", run_dir, "--format", "tflite", "--output", tmp_path / "m.tflite")
     assert code == 0 and "Checked with tensorflow (tf.lite)" in out, err
     assert [str(w.message) for w in caught if "tf.lite" in str(w.message)] == []
+    assert "XNNPACK" not in err and "tf.lite" not in err  # the C++ runtime's line too (file descriptor 2)
 
 
 # --------------------------------------------------------------------------- 9: predict on awkward folders

@@ -250,6 +250,16 @@ def test_a_model_built_under_another_precision_is_refused(archive, tmp_path):
     assert "Run 02 again" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_a_float32_model_on_a_runtime_that_wants_float16_is_refused(archive, tmp_path):
+    """The reverse: 02 ran on a CPU, 03 on a GPU with tensor cores (mixed_float16 and a loss-scale wrapper)."""
+    cfg = config.make_config("smoke")
+    ds = data.load(archive, verify=False)
+    model = models.build(cfg, ds.train.x)  # float32
+    gpu = hardware.Placement("gpu", 1, "mixed_float16", jit_compile=False, deterministic=False)
+    with pytest.raises(RunError, match="built in float32 but this runtime trains in mixed_float16 \\(gpu\\)"):
+        training.prepare(model, ds, cfg, RunDir(tmp_path / "run").create(), False, placement=gpu)
+
+
 def test_a_resume_whose_optimizer_state_is_skipped_stops_with_one_line(archive, tmp_path):
     """Keras skips (with a warning) optimizer variables that do not match, e.g. saved under a loss-scale wrapper:
     the schedule would silently restart at step 0."""

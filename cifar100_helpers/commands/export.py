@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from ..data import IMAGE_SHAPE
 from ..errors import ExportError
+from ..running.files import stderr_into
 from ..running.run_dir import RunDir, check_output
 from .predict import check_run, load_model
 
@@ -211,14 +212,16 @@ def runner(fmt: str, path: Path):
             Interpreter = tf.lite.Interpreter
 
         def run_tflite(x):
-            with warnings.catch_warnings():  # tf.lite's own interpreter, chosen knowingly: not its 6 lines of notice
+            # tf.lite's own interpreter is chosen knowingly: not its 6 lines of notice; and the runtime's C++ line
+            # "Created TensorFlow Lite XNNPACK delegate for CPU" stays off the terminal (errors still raise)
+            with warnings.catch_warnings(), stderr_into(os.devnull):
                 warnings.filterwarnings("ignore", r".*tf\.lite\.Interpreter is deprecated", UserWarning)
                 interpreter = Interpreter(model_path=str(path))
-            source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-            interpreter.resize_tensor_input(source["index"], list(x.shape))
-            interpreter.allocate_tensors()
-            interpreter.set_tensor(source["index"], np.asarray(x, np.float32))
-            interpreter.invoke()
+                source, target = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+                interpreter.resize_tensor_input(source["index"], list(x.shape))
+                interpreter.allocate_tensors()
+                interpreter.set_tensor(source["index"], np.asarray(x, np.float32))
+                interpreter.invoke()
             return interpreter.get_tensor(target["index"])
 
         return run_tflite
