@@ -126,7 +126,7 @@ def test_notebook_without_its_input_fails_in_one_line_and_papermill_still_stops(
 def test_one_line_errors_leave_other_exceptions_alone(tmp_path):
     source = nbformat.v4.new_notebook(
         cells=[
-            nbformat.v4.new_code_cell("from cifar100_helpers import colab\n\nassert colab.one_line_errors()"),
+            nbformat.v4.new_code_cell("from cifar100_helpers.running import colab\n\nassert colab.one_line_errors()"),
             nbformat.v4.new_code_cell("1 / 0"),
         ]
     )

@@ -54,7 +54,7 @@ def test_damaged_sibling_run_is_skipped_and_named_and_unfinished_runs_are_not_li
     warnings = capsys.readouterr().err.splitlines()
     assert len(warnings) == 2 and all(w.startswith("warning: skipped a damaged run: ") for w in warnings)
     assert str(tmp_path / "no-budget-key" / "metrics.json") + " (no 'over_budget' entry)" in warnings[0]
-    assert str(tmp_path / "truncated" / "metrics.json") + " (JSONDecodeError" in warnings[1]
+    assert str(tmp_path / "truncated" / "metrics.json") + " is damaged (JSONDecodeError" in warnings[1]
     page = leaderboard.write_index(tmp_path, rows).read_text()
     assert "good/report.html" in page and "killed-in-04" not in page and "truncated" not in page
 
@@ -71,7 +71,7 @@ def test_compare_with_only_damaged_runs_names_them(tmp_path, capsys):
     bad = fake_run(tmp_path, "a", "cpu", 0.6) / "run.json"
     bad.write_text("{")
     err = one_line_error(capsys, "compare", "--outputs", tmp_path)
-    assert "No completed runs" in err and f"skipped as damaged: {bad} (JSONDecodeError" in err
+    assert "No completed runs" in err and f"skipped as damaged: {bad} is damaged (JSONDecodeError" in err
 
 
 def test_failed_compare_keeps_the_previous_good_notebook(tmp_path, capsys):
