@@ -464,6 +464,8 @@ def describe_optimizer(model: keras.Model) -> str:
     optimizer, loss = model.optimizer, model.loss
     shown = {k: v for k, v in optimizer.get_config().items() if k not in ("name", "learning_rate") and v is not None}
     shown = {k: v for k, v in shown.items() if v is not False or k == "nesterov"}
+    if not shown.pop("use_ema", False):  # Keras's own weight average, off: its settings mean nothing
+        shown = {k: v for k, v in shown.items() if not k.startswith("ema_")}
     settings = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in sorted(shown.items()))
     loss_settings = {k: v for k, v in loss.get_config().items() if k in ("label_smoothing", "from_logits")}
     return f"optimizer: {type(optimizer).__name__}({settings})\nloss: {type(loss).__name__}({loss_settings})"

@@ -42,7 +42,8 @@ def test_03_shows_the_optimizer_the_schedule_and_the_fit_call():
     for shown in ("training.describe_optimizer(model)", "plots.learning_rate_schedule(", "model.fit(",
                   "callbacks=list(fit.callbacks.values())", "training.finish("):  # fmt: skip
         assert shown in source
-    assert "optimizer: SGD" in outputs("03_train.ipynb") and "label_smoothing" in outputs("03_train.ipynb")
+    shown = outputs("03_train.ipynb")
+    assert "optimizer: SGD(" in shown and "label_smoothing" in shown and "ema_momentum" not in shown
 
 
 @pytest.mark.parametrize("path", NUMBERED, ids=lambda p: p.name)
