@@ -101,11 +101,13 @@ def test_bench_prints_its_table_even_when_saving_fails(capsys, tmp_path, fake_be
 
 # --------------------------------------------------------------------------- 8: names too long, files in the way
 
+NEEDS_RAY = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="sweeps need Ray: pip install .[sweep]")
+
 
 @pytest.mark.parametrize(
     "argv",
-    [["run", "--recipe", "smoke"], ["tune", "--recipe", "smoke"], ["sweep", "--recipes", "smoke"],
-     ["gpu-check"]],
+    [["run", "--recipe", "smoke"], ["tune", "--recipe", "smoke"], pytest.param(["sweep", "--recipes", "smoke"],
+     marks=NEEDS_RAY), ["gpu-check"]],
 )  # fmt: skip
 def test_an_output_name_too_long_is_one_line(capsys, tmp_path, argv):
     err = one_line_error(capsys, *argv, "--output", tmp_path / LONG / "x")
@@ -118,7 +120,8 @@ def test_an_output_name_too_long_is_one_line(capsys, tmp_path, argv):
     [(["predict", "LONG", "x.png"], "RUN_DIR"), (["export", "LONG", "--format", "onnx"], "RUN_DIR"),
      (["run", "--resume", "LONG"], "--resume"), (["compare", "--outputs", "LONG"], "--outputs"),
      (["run", "--recipe", "transfer", "--weights", "LONG"], "--weights"),
-     (["run", "--recipe", "smoke", "--notebooks", "LONG"], "--notebooks"), (["sweep", "--resume", "LONG"], "--resume")],
+     (["run", "--recipe", "smoke", "--notebooks", "LONG"], "--notebooks"),
+     pytest.param(["sweep", "--resume", "LONG"], "--resume", marks=NEEDS_RAY)],
 )  # fmt: skip
 def test_a_path_too_long_to_read_is_one_line_naming_its_option(capsys, tmp_path, monkeypatch, argv, flag):
     monkeypatch.chdir(tmp_path)
