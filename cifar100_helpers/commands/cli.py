@@ -315,7 +315,7 @@ def export_command(args: argparse.Namespace) -> None:
 
 def too_long(exc: OSError, args: argparse.Namespace) -> str:
     """The line for a path the system refused as too long, naming the option it came from. Outputs are checked
-    before any work (layout.check_output); this catches the paths a command only reads."""
+    before any work (run_dir.check_output); this catches the paths a command only reads."""
     path = Path(os.path.abspath(exc.filename))
     given = [flag for name, flag in PATH_OPTIONS.items() for value in always_list(getattr(args, name, None))
              if value and path.is_relative_to(os.path.abspath(value))]  # fmt: skip

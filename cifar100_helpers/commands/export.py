@@ -64,7 +64,7 @@ def require_converter(fmt: str) -> None:
 
 
 def output_path(run: RunDir, fmt: str, output: str | Path | None) -> Path:
-    """Where the artifact goes: ``output``, or the run's default (layout.RunDir.export); never overwritten."""
+    """Where the artifact goes: ``output``, or the run's default (RunDir.export); never overwritten."""
     suffix = FORMATS[fmt].suffix
     if output and suffix and Path(output).suffix != suffix:
         raise ExportError(f"--output {output}: --format {fmt} writes a file ending in {suffix}, e.g. model{suffix}.")
