@@ -55,7 +55,7 @@ class RunConfig:
     image_size: int = 32  # what the network sees; CIFAR's 32x32 images are resized inside the model
     start_size: int = 0  # progressive resizing: first epochs at this size, growing to 32 (0: off)
     backbone: str = ""  # transfer: a keras.applications constructor name in models.BACKBONES
-    mixed_precision: bool = True  # float16 on capable GPUs, bfloat16 on TPU; CPUs always use float32
+    mixed_precision: bool = True  # float16 on capable GPUs, bfloat16 on TPU and bf16-capable CPUs; False: float32
     deterministic: bool = False  # bit-for-bit repeatable on CPU (op determinism, no XLA); slower
     dropout: float = 0.0
     head_filters: int = 0  # seed head: Conv2D filters

@@ -49,6 +49,29 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo: oneDNN computes bfloat16 natively with either
+
+
+def cpu_flags() -> set[str]:
+    """The instruction-set flags /proc/cpuinfo lists for the first CPU (empty where there is no such file)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_bfloat16() -> bool:
+    """Whether TensorFlow's oneDNN kernels compute bfloat16 natively on this CPU: AVX512_BF16 or AMX in the CPU's
+    flags, on x86-64 Linux, with oneDNN not turned off (TF_ENABLE_ONEDNN_OPTS=0). Elsewhere bfloat16 is emulated
+    and slower than float32."""
+    if platform.machine() not in ("x86_64", "AMD64") or os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() == "0":
+        return False
+    return bool(cpu_flags() & set(BFLOAT16_FLAGS))
+
+
 def describe() -> dict:
     """The machine, for run.json: platform, CPU and its cores, memory, GPUs by name, the TPU's address."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
@@ -56,6 +79,7 @@ def describe() -> dict:
         "platform": platform.platform(),
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
+        "cpu_bfloat16": cpu_bfloat16(),
         "memory_gib": round(memory / 2**30, 1) if memory else None,
         "gpus": gpu_names(),
         "tpu": tpu_address(),

@@ -17,6 +17,26 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 FIRST20 = Path(__file__).parent / "fixtures" / "cifar100_test_first20.npz"
 
 
+@pytest.fixture(autouse=True)
+def float32_policy_after():
+    """hardware.place sets Keras's global dtype policy (bfloat16 on this CPU if it has AVX512_BF16): each test
+    starts from Keras's default, float32."""
+    yield
+    import sys
+
+    if "keras" in sys.modules:
+        sys.modules["keras"].mixed_precision.set_global_policy("float32")
+
+
+@pytest.fixture
+def cpu_bfloat16(request, monkeypatch):
+    """A CPU with (param True) or without (False) native bfloat16, whatever this machine has."""
+    from cifar100_helpers import hardware
+
+    monkeypatch.setattr(hardware, "cpu_bfloat16", lambda: request.param)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def archive(tmp_path_factory) -> Path:
     """A generated cifar-100-python.tar.gz: 20 train and 5 test images per class."""

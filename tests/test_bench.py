@@ -1,3 +1,5 @@
+import json
+
 from cifar100_helpers import data
 from cifar100_helpers.commands import bench
 
@@ -12,3 +14,16 @@ def test_bench_measures_recipes_and_pipeline(archive, tmp_path):
     assert "| smoke |" in bench.table(result)
     bench.save(result, tmp_path / "bench.json")
     assert (tmp_path / "bench.json").read_text().startswith("{")
+
+
+def test_bench_set_changes_every_recipe_and_is_recorded(archive, tmp_path):
+    """`bench --set mixed_precision=False --set widths=[8,8,16]`: what a CPU without bfloat16 would train."""
+    from cifar100_helpers.commands import cli
+
+    output = tmp_path / "bench.json"
+    argv = ["bench", "--recipes", "cpu", "--data", str(archive), "--no-verify", "--steps", "1", "--output", str(output),
+            "--set", "mixed_precision=False", "--set", "widths=[8,8,16]", "--set", "batch_size=32"]  # fmt: skip
+    assert cli.main(argv) == 0
+    row = json.loads(output.read_text())["recipes"][0]
+    assert row["overrides"] == {"mixed_precision": False, "widths": [8, 8, 16], "batch_size": 32}
+    assert row["placement"]["precision"] == "float32" and row["global_batch_size"] == 32

@@ -2,6 +2,7 @@ import json
 import subprocess
 import sys
 
+import keras
 import pytest
 
 from cifar100_helpers import config, devices, hardware
@@ -57,10 +58,41 @@ def test_a_cluster_tf_config_is_refused_in_one_line(monkeypatch):
         hardware.refuse_multi_worker()
 
 
-def test_cpu_placement_is_float32_default_strategy():
+@pytest.mark.parametrize("cpu_bfloat16", [True, False], indirect=True)
+def test_cpu_placement_is_bfloat16_where_the_cpu_has_it(cpu_bfloat16):
     strategy, placement = hardware.place(config.make_config("cpu"))
-    assert placement.kind == "cpu" and placement.replicas == 1 and placement.precision == "float32"
-    assert placement.jit_compile is False and strategy.num_replicas_in_sync == 1
+    assert placement.kind == "cpu" and placement.replicas == 1 and strategy.num_replicas_in_sync == 1
+    assert placement.precision == ("mixed_bfloat16" if cpu_bfloat16 else "float32")
+    assert keras.mixed_precision.global_policy().name == placement.precision
+    assert placement.jit_compile is False  # XLA:CPU trains the cpu net at about half oneDNN's speed
+    _, placement = hardware.place(config.make_config("cpu", mixed_precision=False))  # --float32
+    assert placement.precision == "float32"
+
+
+@pytest.mark.parametrize(
+    "machine, flags, onednn, expected",
+    [
+        ("x86_64", {"avx512f", "avx512_bf16"}, None, True),
+        ("x86_64", {"avx512f", "amx_bf16", "amx_tile"}, None, True),
+        ("x86_64", {"avx512f", "avx512_vnni"}, None, False),  # AVX512 without bf16: emulated, slower than float32
+        ("x86_64", {"avx512_bf16"}, "0", False),  # oneDNN turned off: TensorFlow's own kernels emulate it
+        ("aarch64", {"bf16"}, None, False),
+    ],
+)
+def test_cpu_bfloat16_is_detected_not_assumed(monkeypatch, machine, flags, onednn, expected):
+    monkeypatch.setattr(devices.platform, "machine", lambda: machine)
+    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+    if onednn is None:
+        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    else:
+        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
+    assert devices.cpu_bfloat16() is expected
+    assert devices.describe()["cpu_bfloat16"] is expected
+
+
+def test_cpu_flags_are_read_from_proc_cpuinfo():
+    flags = devices.cpu_flags()
+    assert not flags or {"fpu", "sse2"} & flags  # Linux lists every x86 feature it knows
 
 
 @pytest.fixture

@@ -275,10 +275,11 @@ def test_tflite_export_without_keras_litert(run_dir, model, tmp_path, first20, c
     assert len(converted) == 1
 
 
-def test_mixed_precision_model_is_exported_in_float32():
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])  # a GPU's; a TPU's and a bf16 CPU's
+def test_mixed_precision_model_is_exported_in_float32(policy):
     import keras
 
-    keras.mixed_precision.set_global_policy("mixed_float16")
+    keras.mixed_precision.set_global_policy(policy)
     try:
         mixed = models.build(config.make_config("smoke", start_size=24))  # also: any input size
     finally:

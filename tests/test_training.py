@@ -48,6 +48,37 @@ def test_cpu_recipe_learns_generated_data(archive, tmp_path):
     assert run.resume_state.exists()
 
 
+@pytest.mark.parametrize("cpu_bfloat16", [True], indirect=True)
+def test_bfloat16_on_the_cpu_keeps_float32_where_it_matters(cpu_bfloat16, archive, tmp_path):
+    """What place() picks on a CPU with native bfloat16, end to end: the model computes in bfloat16, while the
+    weights, the augmented batches, BatchNorm's statistics and the softmax (so the loss) stay float32, the weight
+    EMA included; run.json records the precision and the model learns."""
+    from cifar100_helpers import input_pipeline
+
+    cfg = config.make_config("smoke", epochs=2, ema=0.9, seed=3)
+    ds = data.load(archive, verify=False)
+    strategy, placement = hardware.place(cfg)
+    assert placement.precision == "mixed_bfloat16"
+    run = RunDir(tmp_path / "run").create()
+    model = models.build(cfg, ds.train.x)
+    model.save(run.untrained_model)
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and layer.trainable]
+    assert {layer.compute_dtype for layer in convs} == {"bfloat16"}
+    assert {w.dtype for w in model.weights} == {"float32"}
+    assert model.output.dtype == "float32"
+    state = training.EpochState(cfg)
+    images, _ = next(iter(input_pipeline.train_dataset(ds.train, 16, cfg, state.size, state.epoch)))
+    assert images.dtype in ("uint8", "float32")  # exact pixels: the model's first layer casts them
+    history = training.train(model, ds, cfg, run, False, strategy, placement)
+    assert np.isfinite(history[-1]["loss"]) and history[-1]["accuracy"] > 0.05  # chance: 0.01
+    assert json.loads(run.manifest.read_text())["training"]["precision"] == "mixed_bfloat16"
+    saved = keras.models.load_model(run.model)
+    batchnorm = [w for w in saved.weights if "moving" in w.path]
+    assert batchnorm and {w.dtype for w in batchnorm} == {"float32"}
+    probs = evaluation.predict(saved, ds.test.x)
+    assert probs.dtype == np.float32 and np.allclose(probs.sum(axis=1), 1, atol=1e-3)
+
+
 def test_history_keeps_one_row_per_epoch(tmp_path):
     path = tmp_path / "history.csv"
     rows = [{"epoch": 2, "loss": 1.0}, {"epoch": 1, "loss": 2.0}, {"epoch": 2, "loss": 0.5}]
@@ -99,14 +130,17 @@ def test_weight_ema_with_few_steps_saves_what_validation_measured(archive, tmp_p
     assert val_accuracy > 0.2  # far above chance (1%): not the step-1 weights
 
 
-def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(archive, tmp_path, monkeypatch):
+@pytest.mark.parametrize("cpu_bfloat16", [True, False], indirect=True)
+def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(cpu_bfloat16, archive, tmp_path, monkeypatch):
     """The resume state holds the model, the optimizer and the weight EMA: training killed after
-    epoch 2 of 3 and started again ends with the weights of an uninterrupted run, bit for bit."""
+    epoch 2 of 3 and started again ends with the weights of an uninterrupted run, bit for bit, in float32 and
+    in the bfloat16 a CPU with native bfloat16 trains in."""
     cfg = config.make_config("smoke", epochs=3, ema=0.9, deterministic=True)
     ds = data.load(archive, verify=False)
 
     def fit(folder):
-        hardware.place(cfg)
+        _, placement = hardware.place(cfg)
+        assert placement.precision == ("mixed_bfloat16" if cpu_bfloat16 else "float32")
         run = RunDir(tmp_path / folder).create()
         model = models.build(cfg, ds.train.x)
         model.save(run.untrained_model)
@@ -126,7 +160,7 @@ def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(archive, tm
     monkeypatch.setattr(training.Backup, "on_epoch_end", crash_after_epoch_two)
     with pytest.raises(KeyboardInterrupt):
         training.train(model, ds, cfg, crashed, interactive=False)
-    monkeypatch.undo()
+    monkeypatch.setattr(training.Backup, "on_epoch_end", save)
     resumed = keras.models.load_model(crashed.untrained_model)
     history = training.train(resumed, ds, cfg, crashed, interactive=False)
     assert [r["epoch"] for r in history] == [1, 2, 3]
@@ -236,7 +270,8 @@ def test_one_resume_save_an_epoch_in_two_slots_overwritten_in_place(archive, tmp
     assert not list(run.root.rglob("*.keras.*")) and not (run.root / "checkpoints" / "last_epoch.keras").exists()
 
 
-def test_a_model_built_under_another_precision_is_refused(archive, tmp_path):
+@pytest.mark.parametrize("cpu_bfloat16", [False], indirect=True)
+def test_a_model_built_under_another_precision_is_refused(cpu_bfloat16, archive, tmp_path):
     cfg = config.make_config("smoke")
     ds = data.load(archive, verify=False)
     keras.mixed_precision.set_global_policy("mixed_float16")  # 02 ran on a GPU with tensor cores

@@ -16,7 +16,14 @@ def test_tune_scores_every_tta_on_the_validation_split(tmp_path, capsys):
     assert all(0 <= v <= 1 for v in result["val_top1"].values())
     assert result["changes"] == {"widths": [8, 8, 16]} and result["epochs"] == 1
     assert result["training_minutes"] > 0 and result["hardware"]["cpu_cores"] and "commit" in result
+    assert result["precision"] in ("float32", "mixed_bfloat16")  # bfloat16 where the CPU computes it natively
     assert "min of training" in capsys.readouterr().out
+
+
+def test_tune_float32_flag_turns_bfloat16_off(tmp_path):
+    argv = ["tune", "--recipe", "smoke", "--float32", "--set", "widths=[8,8,16]", "--output", str(tmp_path / "t")]
+    assert cli.main(argv) == 0
+    assert json.loads((tmp_path / "t" / "validation.json").read_text())["precision"] == "float32"
 
 
 @pytest.mark.parametrize(

@@ -44,12 +44,12 @@ class StepWindow(keras.callbacks.Callback):
         return (last - first) * batch_size / (ended - started)
 
 
-def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int) -> dict:
+def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int, overrides: dict | None = None) -> dict:
     """Training images/second of one recipe fed by its own input pipeline, timed over ``steps`` steps after
     ``warmup`` of the same ``fit``, with the run's per-step machinery on (the weight EMA inside the step, the NaN
     check, the epoch state of the input pipeline, ``steps_per_execution``); and of that pipeline alone
-    (pretrained weights skipped: same compute, no download)."""
-    cfg = make_config(name, weights=None)
+    (pretrained weights skipped: same compute, no download). ``overrides`` are ``--set`` changes to the recipe."""
+    cfg = make_config(name, **{"weights": None, **(overrides or {})})
     strategy, placement = hardware.place(cfg)
     scaling = hardware.scale(cfg, placement.replicas)
     batch = scaling.global_batch
@@ -75,6 +75,7 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int) -> dict:
     keras.backend.clear_session()
     return {
         "recipe": name,
+        "overrides": overrides or {},
         "parameters": parameters,
         "global_batch_size": batch,
         "placement": placement.to_dict(),
@@ -87,9 +88,10 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int) -> dict:
     }
 
 
-def run(recipes: list[str], ds: data.Cifar100, steps: int = 30, warmup: int = 5) -> dict:
-    """Every recipe's training throughput, its pipeline's, and its ratio to ``seed``."""
-    rows = [bench_recipe(name, ds, steps, warmup) for name in recipes]
+def run(recipes: list[str], ds: data.Cifar100, steps: int = 30, warmup: int = 5, overrides: dict | None = None) -> dict:
+    """Every recipe's training throughput (with ``overrides`` applied to each), its pipeline's, and its ratio to
+    ``seed``."""
+    rows = [bench_recipe(name, ds, steps, warmup, overrides) for name in recipes]
     seed = next((r["train_images_per_second"] for r in rows if r["recipe"] == "seed"), None)
     for row in rows:
         row["ratio_to_seed"] = round(row["train_images_per_second"] / seed, 2) if seed else None

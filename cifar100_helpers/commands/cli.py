@@ -23,7 +23,7 @@ PATH_OPTIONS = {"run_dir": "RUN_DIR", "images": "IMAGE", "data": "--data", "weig
                 "notebooks": "--notebooks", "outputs": "--outputs", "resume": "--resume",
                 "output": "--output"}  # fmt: skip
 IGNORED_BY_RESUME = ("recipe", "output", "data", "no_verify", "epochs", "seed", "weights", "allow_over_budget",
-                     "deterministic", "set")  # fmt: skip
+                     "deterministic", "float32", "set")  # fmt: skip
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -49,6 +49,12 @@ def add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-verify", action="store_true", help="skip the official sha256 check (your own copy)")
 
 
+def add_float32_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--float32", action="store_true", help="train in float32 where the hardware would use mixed "
+                        "precision (bfloat16 on CPUs with AVX512_BF16/AMX and TPUs, float16 on GPUs); same as "
+                        "--set mixed_precision=False")  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m cifar100_helpers", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -60,6 +66,7 @@ def parser() -> argparse.ArgumentParser:
                      help="continue an interrupted run in RUN_DIR (its saved config is used)")  # fmt: skip
     run.add_argument("--deterministic", action="store_true",
                      help="bit-for-bit repeatable on CPU (seeds and op determinism; slower)")  # fmt: skip
+    add_float32_option(run)
     add_data_options(run)
     run.add_argument("--epochs", type=int, help="epochs to train (the recipe's value by default; at most 10)")
     run.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -85,6 +92,8 @@ def parser() -> argparse.ArgumentParser:
     bench.add_argument("--gpu-images-per-second", type=float, default=1700,
                        help="a GPU's training throughput, to print how many CPU cores each input pipeline needs to "
                        "feed it (default 1700: an estimate for EfficientNetV2-S at 224 px on one A100)")  # fmt: skip
+    bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="change a setting of every recipe benched (e.g. --set mixed_precision=False)")  # fmt: skip
     bench.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
 
     gpu = commands.add_parser("gpu-check", help="on a GPU machine: bench every recipe and a short real-data "
@@ -110,6 +119,7 @@ def add_tune_command(commands) -> None:
     tune.add_argument("--recipe", help=f"one of {', '.join(RECIPE_NAMES)} (default: auto)")
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="a config change to judge, e.g. --set widths=[64,160,320] (repeatable)")  # fmt: skip
+    add_float32_option(tune)
     add_data_options(tune)
     tune.add_argument("--seed", type=int, help="random seed (default 0)")
     tune.add_argument("--output", type=Path, help="folder (default: outputs/tuning/<recipe>-<date>-<time>); "
@@ -198,6 +208,8 @@ def config_from_args(args: argparse.Namespace):
         overrides["allow_over_budget"] = True
     if args.deterministic:
         overrides["deterministic"] = True
+    if args.float32:
+        overrides["mixed_precision"] = False
     return from_parameters(
         args.recipe or "auto", data=args.data, verify=False if args.no_verify else None, epochs=args.epochs,
         seed=args.seed or 0, overrides=overrides,
@@ -275,7 +287,8 @@ def bench_command(args: argparse.Namespace) -> None:
     from . import bench
 
     output = check_output(args.output, folder=False)
-    result = bench.run(args.recipes, bench.load_bench_data(args.data, not args.no_verify), steps=args.steps)
+    overrides = dict(parse_setting(s) for s in args.set)
+    result = bench.run(args.recipes, bench.load_bench_data(args.data, not args.no_verify), args.steps, 5, overrides)
     print(bench.table(result, args.gpu_images_per_second))
     try:
         bench.save(result, output)

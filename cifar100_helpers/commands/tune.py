@@ -83,6 +83,7 @@ def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
         "training_minutes": round(sum(r["seconds"] for r in history) / 60, 2),
         "wall_minutes": round((time.time() - started) / 60, 2),
         "epochs": len(history),
+        "precision": placement.precision,
         **manifest.git_state(notebook_runner.REPO),
         "hardware": devices.describe(),
     }
