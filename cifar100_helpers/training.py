@@ -93,6 +93,12 @@ def model_precision(model: keras.Model) -> str:
     return weighted[0].dtype_policy.name if weighted else keras.mixed_precision.global_policy().name
 
 
+CPU_PRECISION_HINT = (
+    " CPUs train in bfloat16 only where they compute it natively (AVX512_BF16 or AMX): a run started with --float32 "
+    "trains in float32 on every machine."
+)
+
+
 def check_precision(model: keras.Model, placement: Placement | None, path) -> None:
     """Refuse to train a model built under another dtype policy than this runtime's (02 ran on other hardware:
     a float16 model on a TPU would train without loss scaling, a float32 one under a pointless loss scale)."""
@@ -102,6 +108,7 @@ def check_precision(model: keras.Model, placement: Placement | None, path) -> No
             f"{path} was built in {built} but this runtime trains in {placement.precision} ({placement.kind}): "
             "02_model.ipynb ran on other hardware. Run 02 again on this runtime with the same run_dir (or run "
             "everything here with `run --resume`, which keeps finished notebooks)."
+            + (CPU_PRECISION_HINT if placement.kind == "cpu" else "")
         )
 
 

@@ -271,18 +271,19 @@ def test_one_resume_save_an_epoch_in_two_slots_overwritten_in_place(archive, tmp
 
 
 @pytest.mark.parametrize("cpu_bfloat16", [False], indirect=True)
-def test_a_model_built_under_another_precision_is_refused(cpu_bfloat16, archive, tmp_path):
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])  # 02 ran on a GPU / on a CPU with bf16
+def test_a_model_built_under_another_precision_is_refused(cpu_bfloat16, policy, archive, tmp_path):
     cfg = config.make_config("smoke")
     ds = data.load(archive, verify=False)
-    keras.mixed_precision.set_global_policy("mixed_float16")  # 02 ran on a GPU with tensor cores
+    keras.mixed_precision.set_global_policy(policy)
     try:
         model = models.build(cfg, ds.train.x)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    strategy, placement = hardware.place(cfg)  # this runtime: a CPU, float32
-    with pytest.raises(RunError, match="built in mixed_float16 but this runtime trains in float32") as err:
+    strategy, placement = hardware.place(cfg)  # this runtime: a CPU without bfloat16, float32
+    with pytest.raises(RunError, match=f"built in {policy} but this runtime trains in float32") as err:
         training.prepare(model, ds, cfg, RunDir(tmp_path / "run").create(), False, strategy, placement)
-    assert "Run 02 again" in str(err.value) and "\n" not in str(err.value)
+    assert "Run 02 again" in str(err.value) and "--float32" in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_float32_model_on_a_runtime_that_wants_float16_is_refused(archive, tmp_path):
