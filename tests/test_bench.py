@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from cifar100_helpers import data
 from cifar100_helpers.commands import bench
 
@@ -27,3 +29,15 @@ def test_bench_set_changes_every_recipe_and_is_recorded(archive, tmp_path):
     row = json.loads(output.read_text())["recipes"][0]
     assert row["overrides"] == {"mixed_precision": False, "widths": [8, 8, 16], "batch_size": 32}
     assert row["placement"]["precision"] == "float32" and row["global_batch_size"] == 32
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [("widht=[8,8,16]", "did you mean 'widths'"), ("mixed_precision", "--set expects KEY=VALUE"),
+     ("widths=[0,8]", "widths")],
+)  # fmt: skip
+def test_bench_bad_set_is_one_line(archive, capsys, setting, message):
+    from .test_hostile import one_line_error
+
+    assert message in one_line_error(capsys, "bench", "--recipes", "cpu", "--data", archive, "--no-verify", "--set",
+                                     setting)  # fmt: skip

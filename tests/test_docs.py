@@ -139,3 +139,16 @@ def test_readme_headline_is_the_evidence():
 def test_every_page_is_linked_from_the_readme(doc):
     readme = {(REPO / target.partition("#")[0]).resolve() for target in links(REPO / "README.md")}
     assert doc.resolve() in readme, f"README.md links nowhere to {doc.relative_to(REPO)}"
+
+
+def test_the_ladder_table_is_its_evidence():
+    """docs/results.md's accuracy-per-minute ladder is what docs/ladder.py computes from the committed validation
+    runs and benches, and its figure exists."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ladder", REPO / "docs" / "ladder.py")
+    ladder = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ladder)
+    table = ladder.table([ladder.rung(*spec) for spec in ladder.RUNGS])
+    assert table in (REPO / "docs" / "results.md").read_text(encoding="utf-8")
+    assert (REPO / "docs" / "figures" / "cpu_ladder.png").exists()

@@ -105,7 +105,8 @@ def test_resume_refuses_a_config_edited_since_the_run_started(tmp_path, capsys):
 @pytest.mark.parametrize(
     "flags",
     [["--epochs", "3"], ["--recipe", "cpu"], ["--set", "batch_size=4"], ["--seed", "0"], ["--data", "x.tar.gz"],
-     ["--weights", "None"], ["--no-verify"], ["--deterministic"], ["--allow-over-budget"], ["--output", "elsewhere"]],
+     ["--weights", "None"], ["--no-verify"], ["--deterministic"], ["--float32"], ["--allow-over-budget"],
+     ["--output", "elsewhere"]],
 )  # fmt: skip
 def test_resume_refuses_flags_it_would_ignore(tmp_path, capsys, flags):
     run = interrupted_run(tmp_path / "run")
