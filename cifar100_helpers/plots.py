@@ -259,6 +259,8 @@ def accuracy_ladder(rungs: list[dict]) -> plt.Figure:
         ax.annotate(name, (r["minutes"], y), fontsize=8, xytext=(-4, 6), textcoords="offset points", ha="right")
     ax.set(xlabel="training minutes on 2 CPU cores", ylabel="validation top-1 with TTA (%)",
            title="cpu recipe: accuracy per training minute")  # fmt: skip
+    ax.axvline(30, color="tab:red", lw=1, ls=":", label="the 30-minute limit")
+    ax.margins(y=0.12)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
