@@ -1,6 +1,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import pytest
@@ -90,9 +91,14 @@ def test_cpu_bfloat16_is_detected_not_assumed(monkeypatch, machine, flags, onedn
     assert devices.describe()["cpu_bfloat16"] is expected
 
 
-def test_cpu_flags_are_read_from_proc_cpuinfo():
-    flags = devices.cpu_flags()
-    assert not flags or {"fpu", "sse2"} & flags  # Linux lists every x86 feature it knows
+def test_cpu_flags_are_read_from_proc_cpuinfo(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu sse2 avx512f amx_bf16\n\n"
+                       "processor\t: 1\nflags\t\t: fpu\n")  # fmt: skip
+    monkeypatch.setattr(devices, "Path", lambda path: cpuinfo if path == "/proc/cpuinfo" else Path(path))
+    assert devices.cpu_flags() == {"fpu", "sse2", "avx512f", "amx_bf16"}  # the first CPU's line
+    monkeypatch.setattr(devices, "Path", lambda path: tmp_path / "absent")
+    assert devices.cpu_flags() == set()
 
 
 @pytest.fixture
