@@ -6,13 +6,16 @@ STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval/sanitize.cfg
 DATA ?=
 RUN_ARGS := $(if $(DATA),--data $(DATA),) $(ARGS)
+# On Linux with an NVIDIA GPU (nvidia-smi lists one), TensorFlow's CUDA libraries too: the [gpu] extra,
+# tensorflow[and-cuda]. Plain tensorflow has none there and would train on the CPU.
+GPU_EXTRA := $(shell [ "$$(uname -s)" = Linux ] && nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | grep -q . && echo ,gpu)
 
 .PHONY: setup report demo test test-slow test-compat lint bench gpu-check nbval-refresh
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,sweep,export]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[test,sweep,export$(GPU_EXTRA)]"
 	$(BIN)/python -m ipykernel install --user --name cifar100-helpers --display-name "CIFAR-100 (.venv)" >/dev/null
 	touch $(STAMP)
 

@@ -12,6 +12,7 @@ from . import devices
 from .errors import BudgetError, ConfigError
 
 EPOCH_BUDGET = 10  # the study's rule: at most 10 passes over the training data
+MAX_EPOCHS = 1000  # even with --allow-over-budget: more is a typo (999999999999 epochs: an ETA of 554 million hours)
 TTA_MODES = ("none", "flip", "flip_translate", "flip_grid")  # evaluation.TTA_VIEWS
 BACKBONE_NAMES = (
     "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
@@ -191,8 +192,8 @@ def from_parameters(recipe: str, data=None, verify=None, epochs=None, seed=0, ov
 
 
 RANGES = {  # the interval each number (each element of a list) must lie in; "epochs" stands for cfg.epochs
-    "epochs": "[1, inf)", "batch_size": "[1, inf)", "max_global_batch": "[1, inf)", "learning_rate": "(0, inf)",
-    "momentum": "[0, 1)", "muon_learning_rate": "[0, inf)", "weight_decay": "[0, inf)",
+    "epochs": f"[1, {MAX_EPOCHS}]", "batch_size": "[1, inf)", "max_global_batch": "[1, inf)",
+    "learning_rate": "(0, inf)", "momentum": "[0, 1)", "muon_learning_rate": "[0, inf)", "weight_decay": "[0, inf)",
     "warmup_epochs": "[0, epochs]", "label_smoothing": "[0, 1)",
     "crop_pad": "[0, inf)", "crop_scale": "[0, 1)", "randaugment": "[0, 1]", "mixup": "[0, inf)",
     "cutmix": "[0, inf)", "ema": "[0, 1)", "widths": "[1, inf)", "bn_momentum": "[0, 1)", "bias_lr_scale": "(0, inf)",

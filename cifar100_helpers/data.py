@@ -7,7 +7,6 @@ then the official download into the Keras cache.
 
 from __future__ import annotations
 
-import errno
 import gzip
 import hashlib
 import io
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .running.files import replacing
+from .running.files import NotAFile, kind, open_regular, read_bytes, replacing
 
 OFFICIAL_URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 OFFICIAL_SHA256 = "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"
@@ -33,6 +32,8 @@ MEMBERS = ("train", "test", "meta")
 NUM_FINE, NUM_COARSE = 100, 20
 IMAGE_SHAPE = (32, 32, 3)
 ENV_VAR = "CIFAR100_DATA"
+OFFICIAL_COUNTS = (50_000, 10_000)  # training and test images of the real CIFAR-100
+MAX_MEMBER_BYTES = 1 << 30  # train, the largest member of the real archive, is 155 MB
 
 HOW_TO_GET_DATA = (
     f"Put {ARCHIVE_NAME} (from {OFFICIAL_URL}) somewhere and pass --data PATH "
@@ -98,9 +99,16 @@ def locate(path: str | os.PathLike | None = None, download: bool = True) -> Path
     """Return the archive or folder to read, downloading the official archive as a last resort."""
     given = path or os.environ.get(ENV_VAR)
     if given:
-        found = Path(given).expanduser()
-        if not found.exists():
+        found, what = Path(given).expanduser(), kind(Path(given).expanduser())
+        if what == "missing":
             raise DataError(f"CIFAR-100 data not found at {found}. {HOW_TO_GET_DATA}")
+        if what == "a symlink loop":
+            raise DataError(
+                f"{given} is a loop of symbolic links: point --data (or {ENV_VAR}) at the archive or folder."
+            )
+        if what not in ("a file", "a folder"):  # a named pipe would block the read forever
+            raise DataError(f"{found} is {what}, not an archive or a folder: point --data (or {ENV_VAR}) at "
+                            f"{ARCHIVE_NAME} or its extracted folder.")  # fmt: skip
         return found
     for candidate in cache_candidates(keras_cache_dir()):
         if candidate.exists():
@@ -129,7 +137,7 @@ def download_official() -> Path:
 
 def sha256(path: Path) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open_regular(path) as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -180,17 +188,21 @@ def read_members(source: Path) -> dict[str, dict]:
                 f"{folder} lacks {', '.join(missing)}: pass the folder that holds train, test and meta "
                 f"(or {ARCHIVE_NAME} itself)."
             )
-        return {m: unpickle((folder / m).read_bytes(), str(folder / m)) for m in MEMBERS}
+        return {m: unpickle(read_bytes(folder / m, MAX_MEMBER_BYTES), str(folder / m)) for m in MEMBERS}
     raw: dict[str, bytes] = {}
     try:
-        with tarfile.open(source, "r:*") as tar:
+        with open_regular(source) as f, tarfile.open(fileobj=f, mode="r:*") as tar:
             for info in tar:
                 name = Path(info.name).name
                 if info.isfile() and name in MEMBERS and Path(info.name).parent.name == "cifar-100-python":
                     raw[name] = tar.extractfile(info).read()
+    except NotAFile:
+        raise
     except (tarfile.TarError, EOFError, OSError, zlib.error, gzip.BadGzipFile) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        reason = "not a tar archive (gzip, bzip2, xz or plain)" if first.endswith(":") else first  # tarfile's list
         raise DataError(
-            f"{source} is not a readable {ARCHIVE_NAME} ({exc}); it is truncated or corrupt. "
+            f"{source} is not a readable {ARCHIVE_NAME} ({reason}); it is truncated or corrupt (or another file). "
             "Delete it and download it again."
         ) from None
     missing = [m for m in MEMBERS if m not in raw]
@@ -252,12 +264,20 @@ def checked_source(path: str | os.PathLike | None, verify: bool, download: bool 
 
 
 def validated_source(
-    path: str | os.PathLike | None, verify: bool, val_fraction: float = 0.1, download: bool = True
+    path: str | os.PathLike | None, verify: bool, val_fraction: float = 0.1, download: bool = True, batch_size: int = 1
 ) -> Path:
     """The source :func:`load` reads, after everything it checks: the source is found, compared with the official
     sha256 when ``verify``, and its members read and validated (shapes, dtype, labels, class names, room for the
-    hold-out). The pipeline calls it before it creates a run directory, so a bad archive leaves none."""
-    return Path(load(path, verify, val_fraction, download=download).source)
+    hold-out, at least one training batch of ``batch_size`` and one test image). The pipeline calls it before it
+    creates a run directory, so a bad archive leaves none."""
+    ds = load(path, verify, val_fraction, download=download)
+    if len(ds.train) < batch_size or not len(ds.test):
+        raise DataError(
+            f"{ds.source} holds {len(ds.train) + len(ds.val):,} training and {len(ds.test):,} test images (CIFAR-100 "
+            f"has {OFFICIAL_COUNTS[0]:,} and {OFFICIAL_COUNTS[1]:,}): a run needs a batch of {batch_size} training "
+            "images after the validation hold-out, and test images; use the complete archive."
+        )
+    return Path(ds.source)
 
 
 def load(
@@ -274,18 +294,11 @@ def load(
     same format. Folders cannot be checked and are only validated for structure. Every DataError names the
     archive or folder (from ``path``, ``$CIFAR100_DATA``, the Keras cache or the download).
     """
-    given = path or os.environ.get(ENV_VAR)
-    if given and os.path.islink(Path(given).expanduser()):
-        try:
-            os.stat(Path(given).expanduser())
-        except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise DataError(
-                    f"{given} is a loop of symbolic links: point --data (or {ENV_VAR}) at the archive or folder."
-                ) from None
     try:
         source = checked_source(path, verify, download)
         members = read_members(source)
+    except NotAFile as exc:  # swapped for a named pipe, say, after it was found
+        raise DataError(f"{exc}, not an archive or a folder: {HOW_TO_GET_DATA}") from None
     except OSError as exc:  # unreadable (permissions, a vanished mount): the archive itself may be fine
         raise DataError(
             f"Cannot read {exc.filename or path}: {exc.strerror or exc}. Check the path and its permissions."

@@ -8,7 +8,10 @@ import glob
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
+
+from .errors import ConfigError
 
 
 def tpu_address() -> str | None:
@@ -17,9 +20,29 @@ def tpu_address() -> str | None:
     named = os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR")
     if named:
         return named if "://" in named or named == "local" else f"grpc://{named}"
-    if os.environ.get("TPU_ACCELERATOR_TYPE") or glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"):
+    if os.environ.get("TPU_ACCELERATOR_TYPE") or glob.glob("/dev/accel[0-9]*") or vfio_tpu():
         return "local"
     return None
+
+
+GOOGLE_PCI_VENDOR = "0x1ae0"  # TPUs are Google PCI devices; /dev/vfio alone is any passed-through device
+
+
+PCI_DEVICES = Path("/sys/bus/pci/devices")
+
+
+def vfio_tpu() -> bool:
+    """A TPU behind VFIO (TPU v5e and later): a /dev/vfio group and a Google PCI device. GPU-passthrough and DPDK
+    hosts have /dev/vfio too, with no Google device."""
+    if not glob.glob("/dev/vfio/[0-9]*"):
+        return False
+    for vendor in PCI_DEVICES.glob("*/vendor"):
+        try:
+            if vendor.read_text().strip().lower() == GOOGLE_PCI_VENDOR:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def gpu_names() -> list[str]:
@@ -35,8 +58,36 @@ def gpu_names() -> list[str]:
     return [line.strip() for line in done.stdout.splitlines() if line.strip()] if done.returncode == 0 else []
 
 
+def tensorflow_sees_gpus() -> bool:
+    """Whether TensorFlow finds a GPU, asked in a child process (this one must stay free of TensorFlow): plain
+    ``pip install tensorflow`` on Linux has no CUDA libraries, and then it trains on the CPU without a word."""
+    probe = "import tensorflow as tf; print(len(tf.config.list_physical_devices('GPU')))"
+    try:
+        done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    lines = done.stdout.split()
+    return done.returncode == 0 and bool(lines) and lines[-1].isdigit() and int(lines[-1]) > 0
+
+
+def unusable_gpus_line(gpus: list[str]) -> str:
+    """The one line for a machine whose GPUs TensorFlow cannot use."""
+    return (
+        f"nvidia-smi lists {', '.join(gpus)} but TensorFlow finds no GPU (its CUDA libraries are missing), so this "
+        "run would train on the CPU for hours: install TensorFlow's GPU build (`pip install 'tensorflow[and-cuda]'` "
+        "on Linux; `make setup` does it when nvidia-smi lists a GPU), or train on the CPU with --recipe cpu."
+    )
+
+
 def accelerator_present() -> bool:
-    return bool(gpu_names() or tpu_address())
+    """A TPU, or a GPU that TensorFlow can use; a GPU it cannot use stops with :func:`unusable_gpus_line`."""
+    if tpu_address():
+        return True
+    gpus = gpu_names()
+    if gpus and not tensorflow_sees_gpus():
+        raise ConfigError(unusable_gpus_line(gpus))
+    return bool(gpus)
 
 
 def cpu_model() -> str:
@@ -63,13 +114,33 @@ def cpu_flags() -> set[str]:
     return set()
 
 
+ONEDNN_ISAS = (  # oneDNN's ONEDNN_MAX_CPU_ISA values, in order; from AVX512_CORE_BF16 on it computes bfloat16
+    "SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI", "AVX512_CORE_BF16",
+    "AVX10_1_512", "AVX512_CORE_FP16", "AVX10_1_512_AMX", "AVX512_CORE_AMX", "AVX10_1_512_AMX_FP16",
+    "AVX512_CORE_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2", "DEFAULT", "ALL",
+)  # fmt: skip
+
+
+def bfloat16_off_reason() -> str | None:
+    """Why oneDNN will not compute bfloat16 natively on this CPU, None when it will: TensorFlow's oneDNN kernels
+    need x86-64 Linux, AVX512_BF16 or AMX in the CPU's flags, oneDNN on (TF_ENABLE_ONEDNN_OPTS) and its ISA not
+    capped below AVX512_CORE_BF16 (ONEDNN_MAX_CPU_ISA, which TensorFlow honours: under a lower cap its bfloat16
+    convolutions fail). Elsewhere bfloat16 is emulated and slower than float32."""
+    if platform.machine() not in ("x86_64", "AMD64") or platform.system() != "Linux":
+        return f"{platform.system()} on {platform.machine()}"
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() == "0":
+        return "TF_ENABLE_ONEDNN_OPTS=0 turns oneDNN off"
+    if not cpu_flags() & set(BFLOAT16_FLAGS):
+        return "the CPU has neither AVX512_BF16 nor AMX"
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    if cap and (cap not in ONEDNN_ISAS or ONEDNN_ISAS.index(cap) < ONEDNN_ISAS.index("AVX512_CORE_BF16")):
+        return f"ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below AVX512_CORE_BF16"
+    return None
+
+
 def cpu_bfloat16() -> bool:
-    """Whether TensorFlow's oneDNN kernels compute bfloat16 natively on this CPU: AVX512_BF16 or AMX in the CPU's
-    flags, on x86-64 Linux, with oneDNN not turned off (TF_ENABLE_ONEDNN_OPTS=0). Elsewhere bfloat16 is emulated
-    and slower than float32."""
-    if platform.machine() not in ("x86_64", "AMD64") or os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() == "0":
-        return False
-    return bool(cpu_flags() & set(BFLOAT16_FLAGS))
+    """Whether TensorFlow's oneDNN kernels compute bfloat16 natively here (:func:`bfloat16_off_reason`)."""
+    return bfloat16_off_reason() is None
 
 
 def describe() -> dict:

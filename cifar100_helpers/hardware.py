@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from .devices import cpu_bfloat16, tpu_address
+from .devices import cpu_bfloat16, gpu_names, tpu_address, unusable_gpus_line
 from .errors import ConfigError
 
 ADAPTIVE_OPTIMIZERS = ("adamw", "rmsprop")  # learning rate scaled with the square root of the batch
@@ -27,7 +27,7 @@ class Placement:
     precision: str  # Keras dtype policy
     jit_compile: bool  # XLA for the whole train step: only where it compiles (one GPU)
     deterministic: bool
-    steps_per_execution: int = 1  # train steps per call from the host: many on a TPU, where each call costs most
+    steps_per_execution: int = 1  # train steps per call from the host (STEPS_PER_EXECUTION)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -128,7 +128,13 @@ def jit_for(kind: str, deterministic: bool) -> bool:
     return kind == "gpu" and not deterministic
 
 
-TPU_STEPS_PER_EXECUTION = 32  # Keras's TPU guidance: enough steps a call that the host's round trip disappears
+STEPS_PER_EXECUTION = {  # train steps per call from the host, by kind
+    "tpu": 32,  # Keras's TPU guidance: enough steps a call that the host's round trip disappears
+    "gpu": 8,  # not yet measured on a GPU (none has run this code): a GPU step of the cpu/scratch nets takes a
+    "multi_gpu": 8,  # few ms, the host's round trip and log copy about as long; 8 makes them a small share
+    "cpu": 1,  # a CPU step takes about a second: nothing to win, and measured runs used 1
+}
+CPU_RECIPES = ("cpu", "smoke")  # recipes meant for the CPU: trained there even beside a GPU TensorFlow cannot use
 
 
 def place(cfg) -> tuple[tf.distribute.Strategy, Placement]:
@@ -142,10 +148,12 @@ def place(cfg) -> tuple[tf.distribute.Strategy, Placement]:
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
     strategy, kind = pick_strategy()
+    if kind == "cpu" and cfg.recipe not in CPU_RECIPES and not tpu_address() and gpu_names():
+        raise ConfigError(unusable_gpus_line(gpu_names()))
     precision = precision_for(kind) if cfg.mixed_precision else "float32"
     keras.mixed_precision.set_global_policy(precision)
     jit = jit_for(kind, cfg.deterministic)
-    per_call = TPU_STEPS_PER_EXECUTION if kind == "tpu" else 1
+    per_call = STEPS_PER_EXECUTION[kind]
     return strategy, Placement(kind, strategy.num_replicas_in_sync, precision, jit, cfg.deterministic, per_call)
 
 

@@ -154,10 +154,49 @@ def build_transfer(cfg: RunConfig, whitening_images: np.ndarray | None = None) -
     return keras.Model(inputs, outputs, name=f"transfer_{cfg.backbone.lower()}")
 
 
-def load(path, compile: bool = True) -> keras.Model:
+def load(path, compile: bool = True, precision: str | None = None) -> keras.Model:
     """A model this package saved (``model.keras``, ``model_untrained.keras``): Keras's loader, with the custom
-    layer and optimizers those files name registered (by importing this module)."""
-    return keras.models.load_model(path, compile=compile)
+    layer and optimizers those files name registered (by importing this module). With ``precision`` (a Keras dtype
+    policy), a model built under another policy (02 ran on other hardware: a GPU's float16, a CPU's bfloat16) is
+    rebuilt under this one with the same weights, which are float32 under every policy."""
+    model = keras.models.load_model(path, compile=compile)
+    built = precision_of(model)
+    if precision is None or built == precision:
+        return model
+    print(f"{path} was built in {built}; this runtime trains in {precision}: rebuilt in {precision}, same weights.")
+    return in_precision(model, precision)
+
+
+def in_precision(model: keras.Model, precision: str) -> keras.Model:
+    """``model`` itself when built under dtype policy ``precision``; else a copy built under it with the same
+    weights (float32 under every policy). Export writes the float32 copy of a mixed-precision model."""
+    built = precision_of(model)
+    if built == precision:
+        return model
+    serialized = with_policy(keras.saving.serialize_keras_object(model), built, precision)
+    copy = keras.saving.deserialize_keras_object(serialized)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def precision_of(model: keras.Model) -> str:
+    """The dtype policy the model's weighted layers were built with ("float32", "mixed_float16", ...): a saved
+    model keeps it, whatever the runtime that loads it would choose."""
+    weighted = [layer for layer in model._flatten_layers() if layer.weights and not isinstance(layer, keras.Model)]
+    return weighted[0].dtype_policy.name if weighted else keras.mixed_precision.global_policy().name
+
+
+def with_policy(config, old: str, new: str):
+    """A model config with every layer under dtype policy ``old`` moved to ``new`` (layers pinned to another
+    policy, such as the float32 output, keep theirs)."""
+    if isinstance(config, list):
+        return [with_policy(item, old, new) for item in config]
+    if not isinstance(config, dict):
+        return config
+    policy = config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy")  # Keras 3.10 wrote the latter
+    if policy and isinstance(config.get("config"), dict) and config["config"].get("name") == old:
+        return {**config, "config": {**config["config"], "name": new}}
+    return {key: with_policy(value, old, new) for key, value in config.items()}
 
 
 def forward_check(model: keras.Model, images: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from .config import EPOCH_BUDGET, RunConfig
 from .data import Cifar100
 from .errors import ConfigError, RunError, TrainingDiverged
 from .hardware import Placement, scale
+from .models import precision_of
 from .muon import MuonConvSGD
 from .running import manifest
 from .running.files import replacing, write_atomic
@@ -86,29 +87,16 @@ def compile_model(
     return model
 
 
-def model_precision(model: keras.Model) -> str:
-    """The dtype policy the model's weighted layers were built with ("float32", "mixed_float16", ...): a saved
-    model keeps it, whatever the runtime that loads it would choose."""
-    weighted = [layer for layer in model._flatten_layers() if layer.weights and not isinstance(layer, keras.Model)]
-    return weighted[0].dtype_policy.name if weighted else keras.mixed_precision.global_policy().name
-
-
-CPU_PRECISION_HINT = (
-    " CPUs train in bfloat16 only where they compute it natively (AVX512_BF16 or AMX): a run started with --float32 "
-    "trains in float32 on every machine."
-)
-
-
 def check_precision(model: keras.Model, placement: Placement | None, path) -> None:
-    """Refuse to train a model built under another dtype policy than this runtime's (02 ran on other hardware:
-    a float16 model on a TPU would train without loss scaling, a float32 one under a pointless loss scale)."""
-    built = model_precision(model)
+    """Refuse to train a model built under another dtype policy than this runtime's (a float16 model on a TPU would
+    train without loss scaling, a float32 one under a pointless loss scale). Notebook 03 loads 02's model with
+    ``models.load(path, precision=placement.precision)``, which rebuilds it under this runtime's policy."""
+    built = precision_of(model)
     if placement and built != placement.precision:
         raise RunError(
             f"{path} was built in {built} but this runtime trains in {placement.precision} ({placement.kind}): "
-            "02_model.ipynb ran on other hardware. Run 02 again on this runtime with the same run_dir (or run "
-            "everything here with `run --resume`, which keeps finished notebooks)."
-            + (CPU_PRECISION_HINT if placement.kind == "cpu" else "")
+            f"load it with models.load(path, precision={placement.precision!r}), as notebook 03 does, to rebuild "
+            "it under this runtime's precision with the same weights."
         )
 
 
@@ -144,6 +132,8 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     in which the loss went bad. (Keras's TensorFlow trainer itself reads the logs back once per call of its train
     function: every step, or every ``steps_per_execution`` steps, as on a TPU; this check adds no read of its own.)"""
 
+    async_safe = True  # Keras may call the batch hook from its callback thread: the step loop never waits for it
+
     def __init__(self, every: int = 50):
         super().__init__()
         self.every, self.epoch, self.checked = every, 0, 0
@@ -168,6 +158,13 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.where = f"epoch {self.epoch + 1}, {span}"
             self.model.stop_training = True
         self.checked = batches
+
+
+class EpochTensorBoard(keras.callbacks.TensorBoard):
+    """Keras's TensorBoard callback, per epoch (its default), marked safe for Keras's asynchronous callback dispatch:
+    a callback that defines batch hooks and is not so marked makes every step wait for its logs on the host."""
+
+    async_safe = True
 
 
 class EpochProgress(keras.callbacks.Callback):
@@ -295,13 +292,20 @@ class Backup(keras.callbacks.Callback):
     point at, and only then does ``state.json``, replaced atomically, point at it. The slots are overwritten in
     place, never deleted: on Google Drive's mount a replaced or deleted file goes to Drive's trash and counts
     against its quota, so a run keeps two copies there, whatever its length. :meth:`restore` before
-    ``fit(initial_epoch=...)`` continues from the last finished epoch."""
+    ``fit(initial_epoch=...)`` continues from the last finished epoch.
+
+    ``state.json`` also records how the run trains (``shape``: steps per epoch, global batch, replicas, precision)
+    and the optimizer's step count at that epoch. A resume on other hardware that would change the schedule is
+    refused; a slot that does not hold the step count state.json names (Drive uploads in the background, not in
+    write order, so after a disconnect state.json can be newer than its slot) falls back to the other slot when
+    that one holds the epoch before, else stops with one line."""
 
     SLOTS = ("a", "b")
+    SCHEDULE = ("steps_per_epoch", "global_batch")  # a change moves the learning-rate schedule: refused
 
-    def __init__(self, folder: Path, ema: WeightEMA | None = None):
+    def __init__(self, folder: Path, ema: WeightEMA | None = None, shape: dict | None = None):
         super().__init__()
-        self.folder, self.ema = Path(folder), ema
+        self.folder, self.ema, self.shape = Path(folder), ema, shape or {}
         self.state = self.folder / "state.json"
         self.slot = self.SLOTS[0]  # the slot the next epoch writes
 
@@ -309,32 +313,79 @@ class Backup(keras.callbacks.Callback):
         """Load the last finished epoch's state into ``model`` (compiled); the epochs finished."""
         if not self.state.exists():
             return 0
-        path = self.state
+        saved = self.read_state()
+        self.check_shape(saved)
+        model.optimizer.build(model.trainable_variables)
+        epoch, slot = int(saved["epoch"]), saved["weights"].split(".")[0].removeprefix("slot-")
+        steps = self.load_slot(model, slot, saved)
+        if "iterations" in saved and steps != saved["iterations"]:  # a stale slot: the other one may hold epoch-1
+            epoch, slot = self.fall_back(model, saved, slot, steps)
+        elif epoch and steps == 0:
+            raise RunError(
+                f"The optimizer's state in {self.folder / saved['weights']} did not load (Keras skipped its "
+                "variables: it was saved under another optimizer or loss scaling than this runtime's "
+                f"{keras.mixed_precision.global_policy().name}), so the learning-rate schedule would restart from "
+                f"step 0: resume on the hardware that trained epochs 1-{epoch}, or start a fresh run with --output "
+                "NAME."
+            )
+        self.slot = self.SLOTS[1] if slot == self.SLOTS[0] else self.SLOTS[0]
+        return epoch
+
+    def fall_back(self, model: keras.Model, saved: dict, slot: str, steps: int) -> tuple[int, str]:
+        """The slot state.json names is stale: continue from the other slot if it holds the epoch before."""
+        epoch, other = int(saved["epoch"]), self.SLOTS[1] if slot == self.SLOTS[0] else self.SLOTS[0]
+        stale = (
+            f"{self.folder / saved['weights']} holds step {steps}, not the step {saved['iterations']} of epoch "
+            f"{epoch} that {self.state} names"
+        )
+        if epoch < 2 or not (self.folder / f"slot-{other}.weights.h5").exists():
+            raise RunError(f"{stale} (an incomplete upload or copy): {self.fresh_start()}")
+        if self.load_slot(model, other, saved) != saved["iterations"] - saved["steps_per_epoch"]:
+            raise RunError(f"{stale}, and the other slot does not hold epoch {epoch - 1}: {self.fresh_start()}")
+        print(f"{stale}: continuing from epoch {epoch - 1} in the other slot (epoch {epoch} is trained again).")
+        return epoch - 1, other
+
+    def fresh_start(self) -> str:
+        return (
+            f"delete {self.folder} and history.csv to train this run again from epoch 1 (then --resume it), or "
+            "start a fresh run with --output NAME."
+        )
+
+    def read_state(self) -> dict:
         try:
             saved = json.loads(self.state.read_text())
-            model.optimizer.build(model.trainable_variables)
-            path = self.folder / saved["weights"]
+            if not (isinstance(saved["epoch"], int) and str(saved["weights"]).startswith("slot-")):
+                raise ValueError("unexpected epoch or weights entry")
+            return saved
+        except Exception as exc:  # garbage JSON, a missing key, an unreadable file: the way forward is the same
+            raise RunError(f"The resume state {self.state} is damaged ({brief(exc)}): {self.fresh_start()}") from None
+
+    def check_shape(self, saved: dict) -> None:
+        """Refuse a resume that would change the schedule (another global batch or steps per epoch: another number
+        of replicas, a TPU v2-8 then a v5e-1, two GPUs then one)."""
+        changed = [k for k in self.SCHEDULE if k in saved and k in self.shape and saved[k] != self.shape[k]]
+        if changed:
+            was = ", ".join(f"{k.replace('_', ' ')} {saved[k]}" for k in changed)
+            now = ", ".join(f"{self.shape[k]}" for k in changed)
+            raise RunError(
+                f"Epochs 1-{saved['epoch']} of this run trained with {saved.get('replicas', '?')} replica(s) ({was}); "
+                f"this runtime has {self.shape.get('replicas', '?')} ({now}), so the learning-rate schedule would no "
+                "longer end at zero: resume on hardware with as many devices (a GPU or TPU runtime of the same kind), "
+                "or start a fresh run with --output NAME."
+            )
+
+    def load_slot(self, model: keras.Model, slot: str, saved: dict) -> int:
+        """Load one slot's weights (and EMA) into ``model``; the optimizer's step count it held."""
+        path = self.folder / f"slot-{slot}.weights.h5"
+        try:
             model.load_weights(path)
             if self.ema is not None:
-                path = self.folder / saved["ema"]
+                path = self.folder / f"slot-{slot}.ema.npz"
                 with np.load(path) as ema:
                     self.ema.load_state(ema)
-            epoch = int(saved["epoch"])
-        except Exception as exc:  # truncated HDF5, garbage JSON, a missing file: the way forward is the same
-            reason = " ".join(str(exc).split())[:120] or type(exc).__name__
-            raise RunError(
-                f"The resume state {path} is damaged ({reason}). Delete {self.folder.parent} and history.csv to "
-                "train this run again from epoch 1 (then --resume it), or start a fresh run with --output NAME."
-            ) from None
-        if epoch and int(keras.ops.convert_to_numpy(model.optimizer.iterations)) == 0:
-            raise RunError(
-                f"The optimizer's state in {path} did not load (Keras skipped its variables: it was saved under "
-                f"another precision or optimizer than this runtime's {keras.mixed_precision.global_policy().name}), "
-                "so the learning-rate schedule would restart from step 0: resume on the hardware that trained "
-                f"epochs 1-{epoch}, or start a fresh run with --output NAME."
-            )
-        self.slot = self.SLOTS[1] if saved.get("weights", "").startswith(f"slot-{self.SLOTS[0]}") else self.SLOTS[0]
-        return epoch
+        except Exception as exc:  # truncated HDF5, a missing file: the way forward is the same
+            raise RunError(f"The resume state {path} is damaged ({brief(exc)}): {self.fresh_start()}") from None
+        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
 
     def on_epoch_end(self, epoch, logs=None):
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -344,8 +395,13 @@ class Backup(keras.callbacks.Callback):
             files["ema"] = f"slot-{self.slot}.ema.npz"
             with open(self.folder / files["ema"], "wb") as out:  # in place, like the weights
                 np.savez(out, **self.ema.state())
-        write_atomic(self.state, json.dumps({"epoch": epoch + 1, **files}))
+        steps = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        write_atomic(self.state, json.dumps({"epoch": epoch + 1, **files, "iterations": steps, **self.shape}))
         self.slot = self.SLOTS[1] if self.slot == self.SLOTS[0] else self.SLOTS[0]
+
+
+def brief(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:120] or type(exc).__name__
 
 
 @dataclass(frozen=True)
@@ -388,7 +444,9 @@ def prepare(
     with strategy.scope():
         compile_model(model, cfg, steps, scaling.peak_learning_rate, jit, per_call)
         ema = WeightEMA(model, cfg.ema) if cfg.ema else None
-        backup = Backup(run.backup, ema)
+        shape = {"steps_per_epoch": steps, "global_batch": batch, "replicas": strategy.num_replicas_in_sync,
+                 "precision": precision_of(model)}  # fmt: skip
+        backup = Backup(run.backup, ema, shape)
         finished = backup.restore(model)
     recorded = len(read_history(run.history))
     if recorded > finished + 1:  # one more is a kill between the history row and the backup: retrained
@@ -403,7 +461,7 @@ def prepare(
         "epoch_state": state,
         "stop_on_nan": StopOnNonFiniteLoss(),
         "history": EpochRecorder(run.history, steps * batch),
-        "tensorboard": keras.callbacks.TensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s
+        "tensorboard": EpochTensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s
         "progress": EpochProgress(run.progress, cfg.epochs, steps * batch, echo=not interactive),
         "backup": backup,  # last: an epoch counts as finished only once its history row is written
     }
@@ -416,7 +474,7 @@ def prepare(
             "images_left_out_per_epoch": len(ds.train) - steps * batch,  # a different few each epoch
             "ema": {"momentum": cfg.ema, "warmup": "min(momentum, (1 + t) / (10 + t))"} if cfg.ema else None,
             **(placement.to_dict() if placement else {}),
-            "precision": model_precision(model),  # what the model computes in, as built (placement chose it)
+            "precision": precision_of(model),  # what the model computes in, as built (placement chose it)
         },
     )
     return Fit(

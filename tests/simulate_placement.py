@@ -7,14 +7,16 @@ reports as GPUs; XLA then compiles for the CPU (XLA:CPU) and mixed precision run
 bfloat16 on it. Nothing here chooses a setting: ``hardware.place`` does, and the real training
 loop (or bench) runs with what it chose. Prints one JSON line."""
 
+import dataclasses
 import json
 import sys
 import tempfile
 from pathlib import Path
 
+import keras
 import tensorflow as tf
 
-DEVICES = {"gpu": 1, "old_gpu": 1, "multi_gpu": 2, "tpu": 1, "bench3": 3}
+DEVICES = {"gpu": 1, "old_gpu": 1, "multi_gpu": 2, "tpu": 1, "bench3": 3, "fewer_replicas": 2}
 
 
 def main(kind: str) -> None:
@@ -39,6 +41,9 @@ def main(kind: str) -> None:
             result = bench.run(["scratch"], ds, steps=1, warmup=1)
             print(json.dumps(result["recipes"][0]))
             return
+        if kind == "fewer_replicas":  # two GPUs train an epoch, then a runtime with one resumes
+            print(json.dumps({"refused": fewer_replicas(ds, Path(tmp) / "run")}))
+            return
         cfg = config.make_config("smoke", epochs=2, batch_size=16, ema=0.9)  # EMA on mirrored variables too
         strategy, placement = hardware.place(cfg)
         run = RunDir(Path(tmp) / "run").create()
@@ -46,10 +51,33 @@ def main(kind: str) -> None:
             model = models.build(cfg, ds.train.x)
         history = training.train(model, ds, cfg, run, False, strategy, placement)
         record = json.loads(run.manifest.read_text())["training"]
+        with strategy.scope():  # the callbacks of a resume of this finished run, as model.fit would list them
+            callbacks = training.prepare(model, ds, cfg, run, False, strategy, placement).callbacks
+        dispatch = keras.callbacks.CallbackList(list(callbacks.values()), model=model)
         first_dense = next(w for w in model.weights if "kernel" in w.path and "probabilities" not in w.path)
         print(json.dumps({**record, "epochs": [r["epoch"] for r in history], "loss": history[-1]["loss"],
-                          "variable_dtype": first_dense.dtype,
+                          "variable_dtype": first_dense.dtype, "async_callbacks": dispatch._async_train,
                           "compute_dtype": model.layers[-2].compute_dtype}))  # fmt: skip
+
+
+def fewer_replicas(ds, folder: Path) -> str:
+    from cifar100_helpers import config, hardware, models, training
+    from cifar100_helpers.errors import RunError
+    from cifar100_helpers.running.run_dir import RunDir
+
+    cfg = config.make_config("smoke", epochs=2, batch_size=16)
+    run = RunDir(folder).create()
+    strategy, placement = hardware.place(dataclasses.replace(cfg, epochs=1))
+    with strategy.scope():
+        model = models.build(cfg, ds.train.x)
+    training.train(model, ds, dataclasses.replace(cfg, epochs=1), run, False, strategy, placement)
+    hardware.logical_gpus = lambda: []  # the next runtime has one device
+    strategy, placement = hardware.place(cfg)
+    try:
+        training.train(models.build(cfg, ds.train.x), ds, cfg, run, False, strategy, placement)
+    except RunError as exc:
+        return str(exc)
+    return "not refused"
 
 
 if __name__ == "__main__":

@@ -71,23 +71,31 @@ def test_cpu_placement_is_bfloat16_where_the_cpu_has_it(cpu_bfloat16):
 
 
 @pytest.mark.parametrize(
-    "machine, flags, onednn, expected",
+    "machine, flags, onednn, cap, expected",
     [
-        ("x86_64", {"avx512f", "avx512_bf16"}, None, True),
-        ("x86_64", {"avx512f", "amx_bf16", "amx_tile"}, None, True),
-        ("x86_64", {"avx512f", "avx512_vnni"}, None, False),  # AVX512 without bf16: emulated, slower than float32
-        ("x86_64", {"avx512_bf16"}, "0", False),  # oneDNN turned off: TensorFlow's own kernels emulate it
-        ("aarch64", {"bf16"}, None, False),
+        ("x86_64", {"avx512f", "avx512_bf16"}, None, None, True),
+        ("x86_64", {"avx512f", "amx_bf16", "amx_tile"}, None, None, True),
+        ("x86_64", {"avx512f", "avx512_vnni"}, None, None, False),  # AVX512 without bf16: emulated, slower
+        ("x86_64", {"avx512_bf16"}, "0", None, False),  # oneDNN turned off: TensorFlow's own kernels emulate it
+        ("aarch64", {"bf16"}, None, None, False),
+        ("x86_64", {"avx512_bf16", "amx_bf16"}, None, "AVX2", False),  # oneDNN capped: its bf16 convs fail
+        ("x86_64", {"avx512_bf16", "amx_bf16"}, None, "avx512_core", False),
+        ("x86_64", {"avx512_bf16", "amx_bf16"}, None, "AVX512_CORE_BF16", True),  # an AMX Xeon as an EPYC
+        ("x86_64", {"avx512_bf16", "amx_bf16"}, None, "AVX512_CORE_AMX", True),
+        ("x86_64", {"avx512_bf16"}, None, "NONSENSE", False),  # unknown: the safe choice
     ],
 )
-def test_cpu_bfloat16_is_detected_not_assumed(monkeypatch, machine, flags, onednn, expected):
+def test_cpu_bfloat16_is_detected_not_assumed(monkeypatch, machine, flags, onednn, cap, expected):
     monkeypatch.setattr(devices.platform, "machine", lambda: machine)
+    monkeypatch.setattr(devices.platform, "system", lambda: "Linux")
     monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
-    if onednn is None:
-        monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
-    else:
-        monkeypatch.setenv("TF_ENABLE_ONEDNN_OPTS", onednn)
+    for name, value in (("TF_ENABLE_ONEDNN_OPTS", onednn), ("ONEDNN_MAX_CPU_ISA", cap)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
     assert devices.cpu_bfloat16() is expected
+    assert (devices.bfloat16_off_reason() is None) is expected
     assert devices.describe()["cpu_bfloat16"] is expected
 
 
@@ -118,6 +126,19 @@ def test_tpu_detection(no_tpu_env):
     assert devices.tpu_address() == "grpc://10.0.0.2:8470"  # an older remote TPU node
 
 
+def test_dev_vfio_alone_is_not_a_tpu(no_tpu_env, tmp_path):
+    """GPU-passthrough and DPDK hosts have /dev/vfio groups too: only a Google PCI device makes it a TPU."""
+    no_tpu_env.setattr(devices.glob, "glob", lambda pattern: ["/dev/vfio/0"] if "vfio" in pattern else [])
+    for device, vendor in (("0000:00:04.0", "0x10de"), ("0000:00:05.0", "0x8086")):  # NVIDIA, Intel
+        (tmp_path / device).mkdir()
+        (tmp_path / device / "vendor").write_text(vendor + "\n")
+    no_tpu_env.setattr(devices, "PCI_DEVICES", tmp_path)
+    assert devices.tpu_address() is None
+    (tmp_path / "0000:00:06.0").mkdir()
+    (tmp_path / "0000:00:06.0" / "vendor").write_text("0x1ae0\n")  # Google: a TPU v5e or later
+    assert devices.tpu_address() == "local"
+
+
 def test_a_tpu_that_does_not_start_stops_the_run(no_tpu_env):
     """A detected TPU that fails to start is one clear line, never a silent fall-back to the CPU recipe."""
     no_tpu_env.setenv("TPU_ACCELERATOR_TYPE", "v5litepod-8")
@@ -145,12 +166,20 @@ def simulate(kind: str) -> dict:
                 "replicas": 2,
                 "precision": "mixed_float16",
                 "jit_compile": False,
-                "steps_per_execution": 1,
+                "steps_per_execution": 8,
+                "async_callbacks": True,
             },
         ),
         (
             "gpu",
-            {"kind": "gpu", "replicas": 1, "precision": "mixed_float16", "jit_compile": True, "steps_per_execution": 1},
+            {
+                "kind": "gpu",
+                "replicas": 1,
+                "precision": "mixed_float16",
+                "jit_compile": True,
+                "steps_per_execution": 8,
+                "async_callbacks": True,
+            },  # fmt: skip
         ),
         ("old_gpu", {"kind": "gpu", "replicas": 1, "precision": "float32", "jit_compile": True}),
         (
@@ -168,7 +197,8 @@ def simulate(kind: str) -> dict:
 def test_training_runs_with_what_place_picks(kind, expected):
     """Two logical CPU devices as two GPUs (MirroredStrategy), one as a GPU (XLA:CPU, float16), a
     TPU's choices on the default strategy: place() picks, and the real training loop (with weight EMA
-    on the strategy's variables) runs two epochs with exactly that."""
+    on the strategy's variables, the NaN check and the history) runs two epochs with exactly that: several steps a
+    call and Keras's asynchronous callback dispatch (no batch hook makes each step wait on the host)."""
     record = simulate(kind)
     assert {k: record[k] for k in expected} == expected
     assert record["epochs"] == [1, 2] and record["loss"] < 4.7

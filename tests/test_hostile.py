@@ -350,8 +350,7 @@ def test_full_disk_marks_the_run_failed_in_one_line(capsys, tmp_path, monkeypatc
     out = tmp_path / "full"
     err = one_line_error(capsys, "run", "--recipe", "smoke", "--output", out)
     assert err == (
-        f"error: Could not write in {out} (the disk is full): free some space or fix the folder, "
-        f"then continue with --resume {out}.\n"
+        f"error: Could not write in {out} (the disk is full): free some space, then continue with --resume {out}.\n"
     )
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "failed" and "the disk is full" in record["error"]

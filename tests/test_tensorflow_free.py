@@ -11,6 +11,7 @@ import pytest
 
 from cifar100_helpers.generated_data import write_archive
 
+from .conftest import REPO
 from .test_compare import fake_run
 
 NO_TENSORFLOW = "assert not {'tensorflow', 'keras'} & set(sys.modules), sorted(m for m in sys.modules if 'tensor' in m)"
@@ -87,3 +88,29 @@ def test_tensorflow_imported_later_is_quiet_and_works(tmp_path):
         print(tf.constant(2) * 21)
     """, tmp_path)  # fmt: skip
     assert "42" in done.stdout and "cuInit" not in done.stderr and "oneDNN" not in done.stderr, done.stderr
+
+
+def test_gpu_check_orchestration_loads_no_tensorflow(tmp_path):
+    """gpu-check asks a child process whether TensorFlow sees a GPU (here the child loads TensorFlow and says yes),
+    then starts each part as its own command (stood in for): its own process never loads TensorFlow."""
+    done = fresh("""
+        import sys
+        from cifar100_helpers.commands import cli, gpu_check
+
+        gpu_check.GPU_PROBE = "import sys, tensorflow; sys.exit(0)"
+        gpu_check.step = lambda args, log: {"command": " ".join(args[2:]), "exit_code": 0, "wall_seconds": 0}
+        assert cli.main(["gpu-check", "--output", "check.json"]) == 0
+        CHECK
+    """, tmp_path)  # fmt: skip
+    assert "Saved" in done.stdout and json.loads((tmp_path / "check.json").read_text())["run_step"]["exit_code"] == 0
+
+
+def test_help_works_without_fcntl():
+    """Native Windows has no fcntl: the package imports and --help answers; only a lock says it needs WSL."""
+    code = (
+        "import sys; sys.modules['fcntl'] = None\n"
+        "from cifar100_helpers.commands import cli\n"
+        "try:\n    cli.main(['--help'])\nexcept SystemExit as e:\n    print('exit', e.code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and "exit 0" in done.stdout, done.stderr[-2000:]

@@ -265,14 +265,16 @@ def test_one_resume_save_an_epoch_in_two_slots_overwritten_in_place(archive, tmp
     training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     names = sorted(p.name for p in run.backup.iterdir())
     assert names == ["slot-a.ema.npz", "slot-a.weights.h5", "slot-b.ema.npz", "slot-b.weights.h5", "state.json"]
+    steps = len(ds.train) // cfg.batch_size
     assert json.loads((run.backup / "state.json").read_text()) == {
-        "epoch": 3, "weights": "slot-a.weights.h5", "ema": "slot-a.ema.npz"}  # fmt: skip
+        "epoch": 3, "weights": "slot-a.weights.h5", "ema": "slot-a.ema.npz", "iterations": 3 * steps,
+        "steps_per_epoch": steps, "global_batch": cfg.batch_size, "replicas": 1, "precision": "float32"}  # fmt: skip
     assert not list(run.root.rglob("*.keras.*")) and not (run.root / "checkpoints" / "last_epoch.keras").exists()
 
 
 @pytest.mark.parametrize("cpu_bfloat16", [False], indirect=True)
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])  # 02 ran on a GPU / on a CPU with bf16
-def test_a_model_built_under_another_precision_is_refused(cpu_bfloat16, policy, archive, tmp_path):
+def test_a_model_built_under_another_precision_is_refused_or_rebuilt(cpu_bfloat16, policy, archive, tmp_path):
     cfg = config.make_config("smoke")
     ds = data.load(archive, verify=False)
     keras.mixed_precision.set_global_policy(policy)
@@ -283,7 +285,13 @@ def test_a_model_built_under_another_precision_is_refused(cpu_bfloat16, policy, 
     strategy, placement = hardware.place(cfg)  # this runtime: a CPU without bfloat16, float32
     with pytest.raises(RunError, match=f"built in {policy} but this runtime trains in float32") as err:
         training.prepare(model, ds, cfg, RunDir(tmp_path / "run").create(), False, strategy, placement)
-    assert "Run 02 again" in str(err.value) and "--float32" in str(err.value) and "\n" not in str(err.value)
+    assert "models.load(path, precision='float32')" in str(err.value) and "\n" not in str(err.value)
+    model.save(tmp_path / "untrained.keras")  # what 03 does with 02's model: rebuilt, same weights, trains
+    rebuilt = models.load(tmp_path / "untrained.keras", precision=placement.precision)
+    assert models.precision_of(rebuilt) == "float32" and rebuilt.layers[-2].compute_dtype == "float32"
+    for a, b in zip(rebuilt.get_weights(), model.get_weights(), strict=True):
+        assert np.array_equal(a, b)
+    assert training.train(rebuilt, ds, cfg, RunDir(tmp_path / "run2").create(), False, strategy, placement)
 
 
 def test_a_float32_model_on_a_runtime_that_wants_float16_is_refused(archive, tmp_path):

@@ -19,6 +19,21 @@ from ..running.files import write_atomic
 
 TRAIN_IMAGES = 45_000  # the training split after the default 5,000-image validation hold-out
 CORES = os.cpu_count() or 1
+SLOW_ON_CPU = {"seed": "EfficientNetV2L", "transfer": "EfficientNetV2S at 224 px"}  # minutes and gigabytes on a CPU
+
+
+def choose(named: list[str] | None, every: list[str], accelerator: bool) -> tuple[list[str], list[str]]:
+    """The recipes to bench and the notes to print before the first: ``named`` ones, else ``every`` one except, on
+    a machine without GPU or TPU, those whose networks take many minutes and gigabytes of memory there
+    (SLOW_ON_CPU; a bench of all on 2 cores ran over 15 minutes in 11.5 GB, silent)."""
+    slow = [r for r in (named or every) if r in SLOW_ON_CPU] if not accelerator else []
+    what = ", ".join(f"{r} ({SLOW_ON_CPU[r]})" for r in slow)
+    if named:
+        notes = [f"{what} on a CPU: expect many minutes and several GB of memory per recipe"] if slow else []
+        return named, notes
+    notes = [f"skipping {what}: on a CPU each takes many minutes and several GB of memory; name it with --recipes "
+             "to bench it anyway"] if slow else []  # fmt: skip
+    return [r for r in every if r not in slow], notes
 
 
 def images_per_second(run_steps, batch_size: int, steps: int) -> float:
@@ -91,7 +106,13 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int, override
 def run(recipes: list[str], ds: data.Cifar100, steps: int = 30, warmup: int = 5, overrides: dict | None = None) -> dict:
     """Every recipe's training throughput (with ``overrides`` applied to each), its pipeline's, and its ratio to
     ``seed``."""
-    rows = [bench_recipe(name, ds, steps, warmup, overrides) for name in recipes]
+    rows = []
+    for number, name in enumerate(recipes, 1):
+        say(f"{number}/{len(recipes)} {name}: building it, then timing {steps} training steps after {warmup} "
+            "warm-up steps, then its input pipeline alone")  # fmt: skip
+        rows.append(bench_recipe(name, ds, steps, warmup, overrides))
+        say(f"{number}/{len(recipes)} {name}: {rows[-1]['train_images_per_second']:.1f} training images/s, its "
+            f"input pipeline alone {rows[-1]['input_pipeline_images_per_second']:.0f} images/s")  # fmt: skip
     seed = next((r["train_images_per_second"] for r in rows if r["recipe"] == "seed"), None)
     for row in rows:
         row["ratio_to_seed"] = round(row["train_images_per_second"] / seed, 2) if seed else None
@@ -103,6 +124,11 @@ def run(recipes: list[str], ds: data.Cifar100, steps: int = 30, warmup: int = 5,
         "steps": steps,
         "recipes": rows,
     }
+
+
+def say(line: str) -> None:
+    """One progress line, as each recipe starts and ends (a slow one is never silent)."""
+    print(f"[{manifest.now()}] bench {line}", flush=True)
 
 
 def cores_needed(pipeline_per_core: float, images_per_second: float) -> int:

@@ -8,6 +8,7 @@ import ast
 import errno
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 
 from ..config import RECIPE_NAMES, resolve_recipe
 from ..errors import Cifar100Error, ConfigError, Interrupted, OutputError
+from ..running.files import writing
 from ..running.jupyter_kernel import end_with_parent_if_asked, terminate_as_interrupt
 from ..running.run_dir import check_output
 
@@ -28,12 +30,35 @@ IGNORED_BY_RESUME = ("recipe", "output", "data", "no_verify", "epochs", "seed", 
 
 def parse_setting(text: str) -> tuple[str, object]:
     key, sep, value = text.partition("=")
-    if not sep:
-        raise ConfigError(f"--set expects KEY=VALUE, got '{text}' (e.g. --set batch_size=128).")
+    if not sep or not key.strip():
+        empty = " (its KEY is empty)" if sep else ""
+        raise ConfigError(f"--set expects KEY=VALUE, got '{text}'{empty}: e.g. --set batch_size=128.")
     try:
         return key.strip(), ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return key.strip(), value
+
+
+def path_argument(text: str) -> Path | str:
+    """A path option's value; an empty one stays "" for :func:`refuse_empty_paths` (Path("") would be ".", the
+    current folder: ``--output ""`` wrote into it or into the default)."""
+    return Path(text) if text.strip() else ""
+
+
+def refuse_empty_paths(args: argparse.Namespace) -> None:
+    """One line for a path option given as an empty string (``--output ""``), before any work (RUN_DIR and IMAGE
+    are predict's and export's to check)."""
+    for name, flag in PATH_OPTIONS.items():
+        empty = any(isinstance(v, str) and not v.strip() for v in always_list(getattr(args, name, None)))
+        if empty and flag.startswith("--"):
+            raise ConfigError(f"{flag} is empty: give a path, or leave {flag} out for its default.")
+
+
+def positive_number(value: float, flag: str) -> float:
+    """``value`` if it is a finite number above 0, else one line naming ``flag`` (argparse's float takes nan)."""
+    if not (math.isfinite(value) and value > 0):
+        raise ConfigError(f"{flag} must be a finite number above 0, got {value:g}: e.g. {flag} 1700.")
+    return value
 
 
 def positive_int(text: str) -> int:
@@ -62,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="execute notebooks 01-04 into a new run directory")
     run.add_argument("--recipe", help=f"one of {', '.join(RECIPE_NAMES)} (default: auto)")
     run.add_argument("--output", help="new run directory (default: outputs/<recipe>-<date>-<time>)")
-    run.add_argument("--resume", metavar="RUN_DIR", type=Path,
+    run.add_argument("--resume", metavar="RUN_DIR", type=path_argument,
                      help="continue an interrupted run in RUN_DIR (its saved config is used)")  # fmt: skip
     run.add_argument("--deterministic", action="store_true",
                      help="bit-for-bit repeatable on CPU (seeds and op determinism; slower)")  # fmt: skip
@@ -76,16 +101,18 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--allow-over-budget", action="store_true", help="permit more than 10 epochs (flagged)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="any other config field, e.g. --set batch_size=128 (repeatable)")  # fmt: skip
-    run.add_argument("--notebooks", type=Path, help="folder holding 01_data.ipynb ... (default: the repo's)")
+    run.add_argument("--notebooks", type=path_argument, help="folder holding 01_data.ipynb ... (default: the repo's)")
 
     compare = commands.add_parser("compare", help="leaderboard of every run (notebook 05) and outputs/index.html")
-    compare.add_argument("--outputs", type=Path, default=Path("outputs"), help="folder of run directories")
+    compare.add_argument("--outputs", type=path_argument, default=Path("outputs"), help="folder of run directories")
     compare.add_argument("--include-unranked", action="store_true",
                          help="also list runs over budget or on generated data (never ranked)")  # fmt: skip
-    compare.add_argument("--notebooks", type=Path, help="folder holding 05_compare.ipynb (default: the repo's)")
+    compare.add_argument("--notebooks", type=path_argument,
+                         help="folder holding 05_compare.ipynb (default: the repo's)")  # fmt: skip
 
     bench = commands.add_parser("bench", help="training images/second of each recipe and of the input pipeline")
-    bench.add_argument("--recipes", nargs="+", default=BENCH_RECIPES, choices=BENCH_RECIPES)
+    bench.add_argument("--recipes", nargs="+", choices=BENCH_RECIPES, help="default: all; on a machine without "
+                       "GPU or TPU all but seed and transfer, which take many minutes there")  # fmt: skip
     add_data_options(bench)
     bench.add_argument("--steps", type=positive_int, default=30,
                        help="steps timed per recipe, after 5 warm-up steps of the same fit (>= 1)")  # fmt: skip
@@ -94,14 +121,14 @@ def parser() -> argparse.ArgumentParser:
                        "feed it (default 1700: an estimate for EfficientNetV2-S at 224 px on one A100)")  # fmt: skip
     bench.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="change a setting of every recipe benched (e.g. --set mixed_precision=False)")  # fmt: skip
-    bench.add_argument("--output", type=Path, default=Path("outputs/bench.json"))
+    bench.add_argument("--output", type=path_argument, default=Path("outputs/bench.json"))
 
     gpu = commands.add_parser("gpu-check", help="on a GPU machine: bench every recipe and a short real-data "
                               "transfer run, into one JSON with the hardware")  # fmt: skip
     add_data_options(gpu)
     gpu.add_argument("--weights", help="ImageNet weights file for transfer (default: Keras's cache or download)")
     gpu.add_argument("--epochs", type=positive_int, default=2, help="epochs of the transfer run (default 2)")
-    gpu.add_argument("--output", type=Path, help="JSON file (default: outputs/gpu-check-<date>-<time>.json)")
+    gpu.add_argument("--output", type=path_argument, help="JSON file (default: outputs/gpu-check-<date>-<time>.json)")
     add_model_commands(commands)
     add_sweep_command(commands)
     add_tune_command(commands)
@@ -122,7 +149,7 @@ def add_tune_command(commands) -> None:
     add_float32_option(tune)
     add_data_options(tune)
     tune.add_argument("--seed", type=int, help="random seed (default 0)")
-    tune.add_argument("--output", type=Path, help="folder (default: outputs/tuning/<recipe>-<date>-<time>); "
+    tune.add_argument("--output", type=path_argument, help="folder (default: outputs/tuning/<recipe>-<date>-<time>); "
                       "an existing one continues its training")  # fmt: skip
     tune.set_defaults(epochs=None, weights=None, allow_over_budget=False, deterministic=False)
 
@@ -142,8 +169,8 @@ def add_sweep_command(commands) -> None:
                        "inside brackets stay in one value: --set widths=[8,16],[16,32])")  # fmt: skip
     add_data_options(sweep)
     sweep.add_argument("--epochs", type=positive_int, help="epochs of every run (the recipe's value by default)")
-    sweep.add_argument("--output", type=Path, help="new sweep folder (default: outputs/sweep-<date>-<time>)")
-    sweep.add_argument("--resume", metavar="SWEEP_DIR", type=Path,
+    sweep.add_argument("--output", type=path_argument, help="new sweep folder (default: outputs/sweep-<date>-<time>)")
+    sweep.add_argument("--resume", metavar="SWEEP_DIR", type=path_argument,
                        help="continue a sweep: completed runs kept, partial ones resumed, others started")  # fmt: skip
     sweep.add_argument("--slots", type=positive_int, default=1, help="runs at the same time (default 1)")
     sweep.add_argument("--address", help="join a running Ray cluster (ray start --head) at HOST:PORT; default: "
@@ -169,7 +196,7 @@ def add_model_commands(commands) -> None:
         "covers; bicubic for\nimages under 32 pixels). Prints, per image, the top classes with probabilities and "
         "the superclass of the\ntop class.",
     )  # fmt: skip
-    predict.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory (has model.keras)")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (has model.keras)")  # "" kept
     predict.add_argument("images", nargs="+", metavar="IMAGE",
                          help="image files, or folders of them (not recursive; other files skipped)")  # fmt: skip
     predict.add_argument("--top", type=top_count, default=5, help="classes listed per image (1-100, default 5)")
@@ -192,7 +219,7 @@ def add_model_commands(commands) -> None:
     export.add_argument("--format", required=True, choices=["savedmodel", "tflite", "onnx"],
                         help="savedmodel: a folder (tf.saved_model.load(path).serve(x)); tflite: a .tflite file "
                         "(LiteRT); onnx: an .onnx file (onnxruntime)")  # fmt: skip
-    export.add_argument("--output", type=Path, help="where to write (default: RUN_DIR/export/savedmodel, "
+    export.add_argument("--output", type=path_argument, help="where to write (default: RUN_DIR/export/savedmodel, "
                         "RUN_DIR/export/model.tflite or RUN_DIR/export/model.onnx); never overwritten")  # fmt: skip
 
 
@@ -249,7 +276,8 @@ def compare_command(args: argparse.Namespace) -> None:
     from ..running import notebook_runner
 
     notebooks = {"notebook_dir": args.notebooks} if args.notebooks else {}
-    report = notebook_runner.compare(args.outputs, args.include_unranked, **notebooks)
+    with writing("then run compare again (the runs are only read)", args.outputs / "compare"):
+        report = notebook_runner.compare(args.outputs, args.include_unranked, **notebooks)
     print(f"Leaderboard: {report}\nIndex: {args.outputs / 'index.html'}")
 
 
@@ -284,12 +312,17 @@ def tune_command(args: argparse.Namespace) -> None:
 
 
 def bench_command(args: argparse.Namespace) -> None:
-    from . import bench
-
+    gpu_images_per_second = positive_number(args.gpu_images_per_second, "--gpu-images-per-second")
     output = check_output(args.output, folder=False)
     overrides = dict(parse_setting(s) for s in args.set)
-    result = bench.run(args.recipes, bench.load_bench_data(args.data, not args.no_verify), args.steps, 5, overrides)
-    print(bench.table(result, args.gpu_images_per_second))
+    from ..devices import accelerator_present
+    from . import bench  # TensorFlow: after the checks, which answer at once
+
+    recipes, notes = bench.choose(args.recipes, BENCH_RECIPES, accelerator_present())
+    for note in notes:
+        print(f"note: {note}", flush=True)
+    result = bench.run(recipes, bench.load_bench_data(args.data, not args.no_verify), args.steps, 5, overrides)
+    print(bench.table(result, gpu_images_per_second))
     try:
         bench.save(result, output)
     except OSError as exc:
@@ -347,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     terminate_as_interrupt()
     end_with_parent_if_asked()
     try:
+        refuse_empty_paths(args)
         commands = {"run": run_command, "compare": compare_command, "bench": bench_command}
         commands["gpu-check"] = gpu_check_command
         commands |= {"predict": predict_command, "export": export_command, "sweep": sweep_command, "tune": tune_command}

@@ -8,10 +8,14 @@ rescaled: the model rescales them itself), and returns (N, 100) softmax probabil
 It is the network alone: the run's test-time augmentation is not inside, so to reproduce a flip-TTA report number
 average its outputs on the images and on their mirror images (``x[:, :, ::-1]``).
 
-After writing, the artifact is reloaded with its runtime (``tf.saved_model.load``, the LiteRT interpreter,
-onnxruntime) and its outputs compared with the Keras model's on a few images; where that runtime is not installed the
-check is skipped with a note. The converter and runtime packages are the optional extra ``export`` (``pip install -e
-.[export]``).
+The artifact computes in float32 whatever precision the run trained in: a model trained in mixed precision (bfloat16
+on a CPU with AVX512_BF16/AMX or a TPU, float16 on a GPU) keeps float32 weights, which go into a float32 build of the
+same network (:func:`float32_model`). Before it is moved to the output path, the artifact is reloaded with its runtime
+(``tf.saved_model.load``, the LiteRT interpreter, onnxruntime) and its outputs compared with that float32 Keras model's
+on a few images, within TOLERANCE; one that fails is deleted, so nothing unverified is left to block a retry. How far
+the mixed-precision model as trained is from it (bfloat16 rounding: up to about 0.02 in a probability) is reported,
+not checked. Where the runtime is not installed the check is skipped with a note. The converter and runtime packages
+are the optional extra ``export`` (``pip install -e .[export]``).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,13 +34,14 @@ import tensorflow as tf
 
 from ..data import IMAGE_SHAPE
 from ..errors import ExportError
+from ..models import precision_of
 from ..running.files import stderr_into
 from ..running.run_dir import RunDir, check_output
 from .predict import check_run, load_model
 
 INSTALL = "pip install -e .[export]"
 CHECK_IMAGES = 16
-TOLERANCE = 1e-4  # largest difference in any probability accepted between the artifact and the Keras model
+TOLERANCE = 1e-4  # largest difference in any probability accepted between the artifact and the float32 Keras model
 
 
 @dataclass(frozen=True)
@@ -75,28 +81,13 @@ def output_path(run: RunDir, fmt: str, output: str | Path | None) -> Path:
 
 
 def float32_model(model):
-    """``model`` itself when every layer computes in float32; otherwise a float32 copy with the same weights.
-    Models trained with mixed precision on a GPU or TPU compute in float16/bfloat16, which tf2onnx cannot
-    convert and which would make a .tflite differ from what the report measured on CPU."""
-    import keras
+    """``model`` itself when it computes in float32; otherwise a float32 copy with the same weights. Models trained
+    with mixed precision (a GPU's float16; bfloat16 on a TPU or a CPU with AVX512_BF16/AMX) compute in
+    float16/bfloat16 over float32 weights; tf2onnx cannot convert those casts, and the runtimes would round
+    differently from TensorFlow, so every artifact is this float32 build, checked against it."""
+    from .. import models
 
-    if all(layer.dtype_policy.name == "float32" for layer in model._flatten_layers()):
-        return model
-
-    def float32(config):
-        if isinstance(config, dict):
-            if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(
-                config.get("config"), dict
-            ):
-                return {**config, "config": {**config["config"], "name": "float32"}}
-            return {k: float32(v) for k, v in config.items()}
-        if isinstance(config, list):
-            return [float32(v) for v in config]
-        return config
-
-    copy = keras.saving.deserialize_keras_object(float32(keras.saving.serialize_keras_object(model)))
-    copy.set_weights(model.get_weights())
-    return copy
+    return models.in_precision(model, "float32")
 
 
 def register_erfc_for_onnx() -> None:
@@ -147,16 +138,15 @@ def running(pid: int) -> bool:
     return True
 
 
-def export_model(model, fmt: str, path: Path) -> Path:
-    """Write ``model`` as ``fmt`` to ``path`` through a staging folder beside it, so a failure leaves nothing half
-    written; the staging folders of killed exports are removed first."""
-    spec = FORMATS[fmt]
+def export_model(model, fmt: str, path: Path, verify: Callable[[Path], object] | None = None):
+    """Write ``model`` in float32 (:func:`float32_model`) as ``fmt`` to ``path`` through a staging folder beside it;
+    ``verify(staged_path)`` runs before the artifact is renamed into place and its result is returned, so a failure
+    in writing or in ``verify`` leaves nothing at ``path``. The staging folders of killed exports are removed first."""
     require_converter(fmt)
     if fmt == "onnx":
         register_erfc_for_onnx()
     model = float32_model(model)
     model(np.zeros((1, *IMAGE_SHAPE), np.float32), training=False)  # the ONNX exporter wants a called model
-    signature = [tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32, name="image")]  # fixed 32x32, any batch
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(path.parent)
@@ -165,17 +155,25 @@ def export_model(model, fmt: str, path: Path) -> Path:
         raise ExportError(f"Cannot write {path} ({exc.strerror}): pass --output under a writable folder.") from None
     with staging as tmp:
         staged = Path(tmp) / path.name
-        try:
-            with warnings.catch_warnings():  # Keras's numpy-2 patch of tf2onnx touches np.object
-                warnings.simplefilter("ignore", FutureWarning)
-                if fmt == "tflite" and not keras_exports_litert():
-                    write_tflite(model, staged, signature)
-                else:
-                    model.export(str(staged), format=spec.keras_name, input_signature=signature, verbose=False)
-        except ImportError as exc:
-            raise ExportError(f"exporting to {fmt} failed to import {exc.name or exc}: {INSTALL}") from None
+        write(model, fmt, staged)
+        verified = verify(staged) if verify else None
         staged.rename(path)
-    return path
+    return verified
+
+
+def write(model, fmt: str, path: Path) -> None:
+    """Keras's ``model.export`` (or :func:`write_tflite` on Keras before 3.13) of ``model`` as ``fmt`` to ``path``,
+    for float32 images of any batch size."""
+    signature = [tf.TensorSpec((None, *IMAGE_SHAPE), tf.float32, name="image")]  # fixed 32x32, any batch
+    try:
+        with warnings.catch_warnings():  # Keras's numpy-2 patch of tf2onnx touches np.object
+            warnings.simplefilter("ignore", FutureWarning)
+            if fmt == "tflite" and not keras_exports_litert():
+                write_tflite(model, path, signature)
+            else:
+                model.export(str(path), format=FORMATS[fmt].keras_name, input_signature=signature, verbose=False)
+    except ImportError as exc:
+        raise ExportError(f"exporting to {fmt} failed to import {exc.name or exc}: {INSTALL}") from None
 
 
 def keras_exports_litert() -> bool:
@@ -248,39 +246,69 @@ def difference(model, fmt: str, path: Path, images: np.ndarray | None = None) ->
     return float(np.max(np.abs(runner(fmt, path)(images) - model.predict(images, verbose=0))))
 
 
+def precision_difference(model, reference) -> float | None:
+    """Largest probability difference on :func:`check_images` between the model as trained (mixed precision) and
+    its float32 build ``reference``; None when the model computes in float32 (``reference`` is the model)."""
+    if reference is model:
+        return None
+    images = check_images()
+    return float(np.max(np.abs(model.predict(images, verbose=0) - reference.predict(images, verbose=0))))
+
+
+def verifier(reference, fmt: str, path: Path) -> Callable[[Path], float]:
+    """A check of a staged artifact against the float32 Keras model ``reference``: its largest probability
+    difference, or an ExportError above TOLERANCE (``path`` is where the artifact would have gone)."""
+
+    def verify(staged: Path) -> float:
+        largest = difference(reference, fmt, staged)
+        if not largest <= TOLERANCE:
+            raise ExportError(
+                f"the {fmt} export differs from the float32 Keras model by up to {largest:.2g} in a probability "
+                f"(more than {TOLERANCE:g}), so it was deleted, not saved as {path}: the converter changed the "
+                "model; report it with the package versions."
+            )
+        return largest
+
+    return verify
+
+
 @dataclass(frozen=True)
 class Exported:
     path: Path
     runtime: str | None  # what checked it; None: no runtime installed, not checked
-    difference: float | None  # largest probability difference from the Keras model on CHECK_IMAGES images
+    difference: float | None  # largest probability difference from the float32 Keras model on CHECK_IMAGES images
+    precision: str = "float32"  # the dtype policy the run's model was trained and saved in
+    precision_difference: float | None = None  # that model against its float32 build (None: it is float32)
 
     def summary(self) -> str:
+        lines = [f"Saved {self.path}"]
         if self.runtime is None:
-            return f"Saved {self.path} (not checked: its runtime is not installed; {INSTALL})"
-        return (
-            f"Saved {self.path}\nChecked with {self.runtime}: largest probability difference from the Keras model "
-            f"{self.difference:.1e} on {CHECK_IMAGES} images (accepted up to {TOLERANCE:g})"
-        )
+            lines[0] += f" (not checked: its runtime is not installed; {INSTALL})"
+        else:
+            lines.append(
+                f"Checked with {self.runtime}: largest probability difference from the Keras model in float32 "
+                f"{self.difference:.1e} on {CHECK_IMAGES} images (accepted up to {TOLERANCE:g})"
+            )
+        if self.precision_difference is not None:
+            lines.append(
+                f"The model trained in {self.precision} and the export computes in float32 with the same weights: "
+                f"their probabilities differ by up to {self.precision_difference:.1e} on the same images "
+                f"(rounding in {self.precision}; not checked)"
+            )
+        return "\n".join(lines)
 
 
 def export(run_dir: str | Path, fmt: str, output: str | Path | None = None) -> Exported:
-    """Export a run's model as ``fmt`` (savedmodel, tflite, onnx), then reload the artifact with its runtime
-    and compare it with the Keras model. A difference above TOLERANCE is an ExportError (the artifact is kept
-    for inspection)."""
+    """Export a run's model as ``fmt`` (savedmodel, tflite, onnx) in float32, reloading the artifact with its
+    runtime and comparing it with the float32 Keras model before it is moved to the output path. A difference
+    above TOLERANCE is an ExportError and leaves nothing at the output path."""
     if fmt not in FORMATS:
         raise ExportError(f"Unknown format {fmt!r}: use one of {', '.join(FORMATS)}.")
     run = check_run(run_dir)
     path = output_path(run, fmt, output)
     require_converter(fmt)  # before loading the model: the fix costs no waiting
     model = load_model(run)
-    export_model(model, fmt, path)
+    reference = float32_model(model)
     checker = runtime(fmt)
-    if checker is None:
-        return Exported(path, None, None)
-    largest = difference(model, fmt, path)
-    if not largest <= TOLERANCE:
-        raise ExportError(
-            f"{path} differs from the Keras model by up to {largest:.2g} in a probability (more than "
-            f"{TOLERANCE:g}): the converter changed the model; report it with the package versions."
-        )
-    return Exported(path, checker, largest)
+    largest = export_model(reference, fmt, path, verifier(reference, fmt, path) if checker else None)
+    return Exported(path, checker, largest, precision_of(model), precision_difference(model, reference))

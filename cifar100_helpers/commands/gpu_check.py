@@ -2,8 +2,8 @@
 ``bench`` and a short real-data ``transfer`` run, gathered into one JSON with the hardware, so the
 first GPU that becomes available yields measured numbers in minutes.
 
-Each part runs in its own process: TensorFlow keeps the GPU memory it took until its process ends,
-so a bench in this process would starve the run's notebook kernel."""
+Each part runs in its own process, the GPU probe too: this process never loads TensorFlow, which keeps the GPU
+memory it took until its process ends (a TPU, the whole chip), so a bench here would starve the run's kernel."""
 
 from __future__ import annotations
 
@@ -21,10 +21,17 @@ from ..running.files import write_atomic
 RUN_EPOCHS = 2  # enough to see the epoch time and that accuracy climbs, short enough for minutes
 
 
-def has_gpu() -> bool:
-    import tensorflow as tf
+GPU_PROBE = "import sys, tensorflow as tf; sys.exit(0 if tf.config.list_physical_devices('GPU') else 3)"
 
-    return bool(tf.config.list_physical_devices("GPU"))
+
+def has_gpu() -> bool:
+    """Whether TensorFlow sees a GPU, asked in a child process: this one only orchestrates and never loads
+    TensorFlow (the first process to load it can hold the accelerator, a TPU until it exits)."""
+    done = subprocess.run([sys.executable, "-c", GPU_PROBE], capture_output=True, text=True)
+    if done.returncode not in (0, 3):
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ConfigError(f"TensorFlow failed to start ({last}): check it with python -c 'import tensorflow'.")
+    return done.returncode == 0
 
 
 def command(*args: str) -> list[str]:

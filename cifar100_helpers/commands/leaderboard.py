@@ -6,13 +6,14 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import statistics
 import sys
 from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import RunError
-from ..running.files import read_json, write_atomic
+from ..running.files import read_json, unreadable, write_atomic
 from ..running.history import read_history
 from ..running.markup import escape
 
@@ -25,8 +26,10 @@ def run_row(run: Path) -> dict:
     metrics, manifest = read_json(run / "metrics.json"), read_json(run / "run.json")
     try:
         seconds = sum(r["seconds"] for r in read_history(run / "history.csv"))
+        if not (math.isfinite(seconds) and seconds >= 0):
+            raise ValueError(f"the epoch seconds add up to {seconds}, not a duration")
     except (OSError, ValueError, KeyError, TypeError, csv.Error) as exc:
-        raise RunError(f"{run / 'history.csv'} ({type(exc).__name__}: {exc})") from None
+        raise RunError(unreadable(run / "history.csv", exc, None)) from None
     try:
         return headline(run, metrics, manifest, seconds)
     except KeyError as exc:
@@ -67,10 +70,13 @@ def headline(run: Path, metrics: dict, manifest: dict, seconds: float) -> dict:
         "superclass_accuracy": metrics.get("superclass_accuracy", {}),
         "report": f"{run.name}/report.html",
     }
-    numbers = [row[k] for k in ("epochs", "top1", "best_top1", "top5", "best_top5", "training_seconds")]
-    numbers += [v for k in ("top1_ci95", "best_top1_ci95", "top5_ci95") for v in row[k] or (0, 0)]
+    fractions = [row[k] for k in ("top1", "best_top1", "top5", "best_top5")]
+    fractions += [v for k in ("top1_ci95", "best_top1_ci95", "top5_ci95") for v in row[k] or (0, 0)]
+    numbers = [row["epochs"], row["training_seconds"], *fractions]
     if not all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in numbers):
         raise TypeError("epochs, top1, top5, their intervals and the epoch seconds must be finite numbers")
+    if not (all(0 <= v <= 1 for v in fractions) and row["epochs"] >= 0):
+        raise ValueError("top1, top5 and their intervals must be fractions from 0 to 1, epochs not negative")
     return row
 
 
@@ -80,7 +86,7 @@ def scan(outputs: Path) -> tuple[list[dict], list[str]]:
     ones), and one line per run skipped because a file of it is damaged. Runs still running, failed or
     interrupted are left out silently."""
     rows, skipped = [], []
-    for manifest in sorted(Path(outputs).glob("*/run.json")):
+    for manifest in distinct_runs(Path(outputs).glob("*/run.json")):
         try:
             status = read_json(manifest).get("status")
             if status == "completed" or (status is None and (manifest.parent / "metrics.json").exists()):
@@ -88,6 +94,18 @@ def scan(outputs: Path) -> tuple[list[dict], list[str]]:
         except RunError as exc:
             skipped.append(str(exc))
     return sorted(rows, key=lambda r: (not r["ranked"], -r["best_top1"])), skipped
+
+
+def distinct_runs(manifests) -> list[Path]:
+    """Each run once, in name order: a symbolic link to a run beside it (an alias) is left out for the run itself,
+    the first alias kept where the run is elsewhere."""
+    seen, kept = set(), []
+    for manifest in sorted(manifests, key=lambda m: (m.parent.is_symlink(), m)):
+        real = os.path.realpath(manifest.parent)
+        if real not in seen:
+            seen.add(real)
+            kept.append(manifest)
+    return sorted(kept)
 
 
 def collect(outputs: Path) -> list[dict]:

@@ -17,18 +17,19 @@ meta and labels, so predict needs nothing but ``model.keras`` and ``config.json`
 from __future__ import annotations
 
 import json
-import stat
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .. import evaluation, models
 from ..config import TTA_MODES
 from ..errors import ImageError, RunError
 from ..generated_data import COARSE_NAMES, FINE_NAMES, FINE_TO_COARSE
+from ..running.files import kind as path_kind
+from ..running.files import open_regular, read_json
 from ..running.run_dir import RunDir
 
 SIZE = 32
@@ -89,15 +90,13 @@ def read_image(path: str | Path, crop: bool = True) -> np.ndarray:
 
 
 def kind(path: Path) -> str:
-    """What ``path`` is: "folder", "file" (a regular one), "missing" or "other" (a pipe, socket or device: reading
-    one can block forever). A path the system refuses to look up (a name too long, a file as a folder): ImageError."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        return "missing"
-    except OSError as exc:
-        raise ImageError(f"{path}: {exc.strerror}. Check the path.") from None
-    return "folder" if stat.S_ISDIR(mode) else "file" if stat.S_ISREG(mode) else "other"
+    """What ``path`` is (files.kind): "folder", "file" (a regular one), "missing", or else what it is ("a named
+    pipe", "a symlink loop": reading a pipe can block forever). A path the system refuses to look up (a name too
+    long, a file as a folder): ImageError."""
+    what = path_kind(path)
+    if what.startswith("unreachable ("):
+        raise ImageError(f"{path}: {what.removeprefix('unreachable (')[:-1]}. Check the path.")
+    return {"a folder": "folder", "a file": "file"}.get(what, what)
 
 
 def image_files(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
@@ -105,6 +104,8 @@ def image_files(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
     file once), and notes on what was skipped in folders. A named file that is missing, not a regular file or not
     an image, or a folder with no image, is an ImageError."""
     files, notes = [], []
+    if "" in map(str, paths):
+        raise ImageError("an IMAGE is an empty path: pass image files or folders (a folder is named, never implied).")
     for given in map(Path, paths):
         what = kind(given)
         if what == "folder":
@@ -135,7 +136,7 @@ def image_files(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
         elif what == "missing":
             raise ImageError(f"{given}: no such file or folder. Check the path.")
         else:
-            raise ImageError(f"{given}: not a regular file (a pipe, socket or device). Pass image files or folders.")
+            raise ImageError(f"{given}: not a regular file ({what}). Pass image files or folders.")
     unique = {f.resolve(): f for f in reversed(files)}  # a file named twice (also via its folder) is shown once
     return [f for f in files if unique[f.resolve()] is f], notes
 
@@ -146,37 +147,59 @@ def image_files(paths: list[str | Path]) -> tuple[list[Path], list[str]]:
 def run_tta(run: RunDir) -> str:
     """The test-time augmentation the run reported (``tta`` in its config.json)."""
     fix = "it is written when the run starts: pass a run directory made by `python -m cifar100_helpers run`"
-    try:
-        saved = json.loads(run.config.read_text())
-    except FileNotFoundError:
-        raise RunError(f"{run.root} has no config.json: {fix}.") from None
-    except (OSError, ValueError) as exc:
-        raise RunError(f"{run.config} is damaged ({exc}): restore it from the run's run.json (key 'config').") from None
-    tta = saved.get("tta", "none") if isinstance(saved, dict) else None
+    if path_kind(run.config) == "missing":
+        raise RunError(f"{run.root} has no config.json: {fix}.")
+    saved = read_json(run.config, "restore it from the run's run.json (key 'config')")
+    tta = saved.get("tta", "none")
     if tta not in TTA_MODES:
         raise RunError(f"{run.config}: tta={tta!r} is not one of {', '.join(TTA_MODES)}: restore the file.")
     return tta
 
 
 def check_run(run_dir: str | Path) -> RunDir:
-    """A run directory with a trained model; one line naming the fix otherwise (nothing is loaded yet)."""
+    """A run directory with a complete model.keras; one line naming the fix otherwise (nothing is loaded yet,
+    TensorFlow is not imported)."""
+    if not str(run_dir).strip():
+        raise RunError("RUN_DIR is an empty path: pass the run folder (e.g. outputs/cpu-<date>-<time>).")
     run = RunDir(Path(run_dir))
     if not run.root.is_dir():
         raise RunError(
             f"{run_dir}: no such run directory. Pass a folder made by `python -m cifar100_helpers run` "
             "(e.g. outputs/cpu-<date>-<time>)."
         )
-    if not run.model.is_file():
+    what = path_kind(run.model)
+    if what == "missing":
         raise RunError(
             f"{run.root} has no model.keras (its training has not finished, or it is not a run directory): "
             f"continue it with `python -m cifar100_helpers run --resume {run_dir}`, or pass a finished run."
         )
+    if what != "a file":
+        raise RunError(f"{run.model} is {what}, not a model file: put the run's model.keras back, or retrain.")
+    with open_regular(run.model) as f:
+        complete = zipfile.is_zipfile(f)
+    if not complete:  # cut short by a full disk or a copy; Keras would say "File not found"
+        raise RunError(
+            f"{run.model} is damaged or truncated (not a complete .keras zip archive): copy it again from where the "
+            f"run trained, or retrain (`python -m cifar100_helpers run`)."
+        )
     return run
+
+
+def tensorflow_modules():
+    """The package's evaluation and models modules, which import TensorFlow; one line if it cannot be imported."""
+    try:
+        from .. import evaluation, models
+    except ImportError as exc:
+        reason = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise RunError(
+            f"TensorFlow cannot be imported ({reason}): predict needs it; reinstall with `pip install -e .`."
+        ) from None
+    return evaluation, models
 
 
 def load_model(run: RunDir):
     """The run's trained Keras model (without its optimizer)."""
-
+    _, models = tensorflow_modules()
     try:
         return models.load(run.model, compile=False)
     except Exception as exc:  # a damaged zip, a file from an incompatible Keras: the fix is the same
@@ -235,6 +258,7 @@ def ranked(probs: np.ndarray, labels: list[str], top: int = 5) -> list[Predictio
 def classify(model, images: np.ndarray, tta: str, labels: list[str] | None = None, top: int = 5) -> list[Prediction]:
     """Predictions for uint8 images (N x 32 x 32 x 3) with ``tta`` views averaged, as in the report."""
     labels = labels or [f"image {i}" for i in range(len(images))]
+    evaluation, _ = tensorflow_modules()
     return ranked(evaluation.predict(model, np.asarray(images), tta=tta), labels, top)
 
 

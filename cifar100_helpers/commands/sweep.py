@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from ..errors import Cifar100Error, ConfigError, Interrupted, RunError
 from ..running import manifest, reaper
-from ..running.files import exclusive, stderr_into, write_atomic
+from ..running.files import exclusive, open_lock, read_json, stderr_into, write_atomic, writing
 from ..running.jupyter_kernel import END_WITH_PARENT, terminate_as_interrupt
 from ..running.run_dir import SweepDir
 from . import leaderboard
@@ -34,6 +35,7 @@ RAY_MISSING = "sweep needs Ray: pip install -e .[sweep]"
 LOCAL_OBJECT_STORE = 100 * 2**20  # tasks return small dicts only; Ray's default would take 30% of the memory
 STOP_GRACE_SECONDS = 120  # after Ctrl-C, how long running runs get to record "interrupted" and end their kernels
 CHOSEN_ELSEWHERE = {"recipe": "--recipes", "seed": "--seeds"}  # fields a --set may not sweep
+PRIVATE = (None, "", "local")  # --address values that mean the sweep's own Ray (ray.init's "local")
 LOCAL_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"  # "0": Ray's single-machine mode, a node's address is 127.0.0.1
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # and an empty SETTINGS frame
 GRPC_REPLY_SECONDS = 5  # a gRPC server answers HTTP/2's preface at once; a busy head within this
@@ -51,12 +53,35 @@ def require_ray(address: str | None):
 
 def ray_environment(address: str | None) -> None:
     """What Ray reads from the environment: token authentication as ``ray start`` uses it (use_cluster_token), and
-    for a local Ray (no ``address``) the mode Ray keeps for macOS and Windows, where a node's address is 127.0.0.1.
-    Its GCS server, raylet, agents and workers then listen on the loopback interface only, where on Linux they
-    would listen on every interface, open to anyone on the network. Processes Ray starts inherit both."""
+    for the private local Ray (no ``address``, or ``local``) the mode Ray keeps for macOS and Windows, where a
+    node's address is 127.0.0.1. Its GCS server, raylet, agents and workers then listen on the loopback interface
+    only, where on Linux they would listen on every interface, open to anyone on the network. Processes Ray starts
+    inherit both."""
     use_cluster_token()
-    if not address:
+    if private(address):
         os.environ[LOCAL_ONLY] = "0"
+
+
+def private(address: str | None) -> bool:
+    """Whether ``--address`` asks for the sweep's own local Ray: none given, or Ray's word ``local`` (ray.init's
+    "start a new local instance"). That Ray listens on 127.0.0.1 only and dies with the sweep (reaped)."""
+    return address in PRIVATE
+
+
+def cluster(address: str | None) -> str | None:
+    """The address of the cluster a ``--address`` joins, None for the sweep's own local Ray. ``auto`` keeps Ray's
+    meaning, a cluster already running (the one RAY_ADDRESS names, else the one ``ray start`` last started on this
+    machine); with none running it is refused here, in one line, before anything is created."""
+    if private(address) or address != "auto":
+        return None if private(address) else address
+    from ray._private.services import find_bootstrap_address  # reads Ray's ray_current_cluster, as ray.init does
+
+    found = os.environ.get("RAY_ADDRESS") or find_bootstrap_address(None)
+    if not found or found in ("auto", *PRIVATE):
+        raise RunError("--address auto joins a running Ray cluster and found none (no RAY_ADDRESS, no `ray start "
+                       "--head` on this machine): start one with `ray start --head`, give its HOST:PORT, or use "
+                       "--address local (or none) for a private local Ray.")  # fmt: skip
+    return found
 
 
 # --- the grid ---------------------------------------------------------------------------------------------------
@@ -82,7 +107,10 @@ def split_values(text: str) -> tuple[str, list[str]]:
             start = i + 1
     parts.append(values[start:].strip())
     if not sep or not key or not all(parts):
-        raise ConfigError(f"--set expects KEY=VALUE[,VALUE...], got '{text}' (e.g. --set learning_rate=0.1,0.2).")
+        empty = " (its KEY is empty)" if sep and not key else ""
+        raise ConfigError(
+            f"--set expects KEY=VALUE[,VALUE...], got '{text}'{empty} (e.g. --set learning_rate=0.1,0.2)."
+        )
     if key in CHOSEN_ELSEWHERE:
         raise ConfigError(f"choose the {key}s of a sweep with {CHOSEN_ELSEWHERE[key]}, not --set {key}=...")
     return key, parts
@@ -166,12 +194,9 @@ def save(sweep: SweepDir, record: dict) -> None:
 
 def read_record(sweep: SweepDir) -> dict:
     fix = "restore it, or start a new sweep with --output NAME"
-    try:
-        record = json.loads(sweep.manifest.read_text())
-        if not isinstance(record.get("runs"), list) or not all(isinstance(r, dict) for r in record["runs"]):
-            raise ValueError("no list of runs")
-    except (OSError, ValueError, AttributeError) as exc:
-        raise RunError(f"{sweep.manifest} is damaged ({type(exc).__name__}: {exc}): {fix}.") from None
+    record = read_json(sweep.manifest, fix)  # a named pipe, deep nesting: one line (files.read_json)
+    if not isinstance(record.get("runs"), list) or not all(isinstance(r, dict) for r in record["runs"]):
+        raise RunError(f"{sweep.manifest} is damaged (ValueError: no list of runs): {fix}.")
     return record
 
 
@@ -200,8 +225,21 @@ def reconcile(run: dict) -> None:
 def locked(sweep: SweepDir):
     """One ``sweep`` process per sweep folder (an exclusive lock, released by the system if it dies)."""
     busy = f"{sweep.root} is in use by {{holder}}: wait for that sweep to finish (or stop it), then sweep --resume."
-    with open(sweep.lock, "a+") as handle, exclusive(handle, busy, f"sweep pid {os.getpid()}"):
+    with open_lock(sweep.lock) as handle, exclusive(handle, busy, f"sweep pid {os.getpid()}"):
         yield sweep
+
+
+def unstarted(sweep: SweepDir) -> bool:
+    """Whether the folder holds nothing but the lock of a sweep that stopped before its first sweep.json (a full
+    disk, a kill): a new sweep may take it, as nothing of the old one is in it."""
+    return sweep.root.is_dir() and {p.name for p in sweep.root.iterdir()} <= {sweep.lock.name}
+
+
+def discard_unstarted(sweep: SweepDir) -> None:
+    """Remove the folder a sweep made if it still holds nothing but its lock (its first sweep.json failed)."""
+    with contextlib.suppress(OSError):
+        if unstarted(sweep):
+            shutil.rmtree(sweep.root)
 
 
 # --- the two commands -------------------------------------------------------------------------------------------
@@ -218,13 +256,14 @@ def start(output: Path, recipes: list[str], settings: list[tuple[str, list[str]]
     points = grid(recipes, settings, seeds)
     for point in points:
         check_point(point, options)
+    address = cluster(address)
     check_address(address)
     sweep = SweepDir(output)
-    if sweep.root.exists():
+    if sweep.root.exists() and not unstarted(sweep):
         raise RunError(f"{sweep.root} already exists and is never overwritten: choose a new --output name, or "
                        f"continue it with sweep --resume {output}.")  # fmt: skip
     try:
-        sweep.root.mkdir(parents=True)
+        sweep.root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunError(f"Cannot create {sweep.root} ({exc.strerror}): choose an --output under a writable "
                        "folder.") from None  # fmt: skip
@@ -236,7 +275,12 @@ def start(output: Path, recipes: list[str], settings: list[tuple[str, list[str]]
     record = {"command": command, "grid": grid_record, "options": options, "status": "pending",
               "created": manifest.now(), "attempts": [], "runs": runs}  # fmt: skip
     with locked(sweep):
-        save(sweep, record)
+        try:
+            with writing("then run the same command again", sweep.manifest):
+                save(sweep, record)
+        except RunError:
+            discard_unstarted(sweep)
+            raise
         return execute(ray, sweep, record, command, slots, address)
 
 
@@ -244,8 +288,12 @@ def resume(path: Path, slots: int = 1, address: str | None = None) -> SweepDir:
     """Continue a sweep: completed runs are kept, partial ones resumed with ``run --resume``, the rest started."""
     ray = require_ray(address)
     sweep = SweepDir(path)
+    if unstarted(sweep):
+        raise RunError(f"{sweep.root} holds no sweep.json, only the lock of a sweep that stopped before writing it: "
+                       "start that sweep again with the same --output (it takes this folder).")  # fmt: skip
     if not sweep.manifest.exists():
         raise RunError(f"{sweep.root} is not a sweep folder (no sweep.json): check the --resume path.")
+    address = cluster(address)
     check_address(address)
     command = shlex.join(["python", "-m", "cifar100_helpers", "sweep", "--resume", str(sweep.root), "--slots",
                           str(slots)] + (["--address", address] if address else []))  # fmt: skip
@@ -255,7 +303,13 @@ def resume(path: Path, slots: int = 1, address: str | None = None) -> SweepDir:
 
 def execute(ray, sweep: SweepDir, record: dict, command: str, slots: int, address: str | None) -> SweepDir:
     """Run every grid point not yet completed on Ray, keeping sweep.json current; then refresh index.html.
-    Failed runs raise RunError at the end (the others still ran); Ctrl-C or SIGTERM raise Interrupted."""
+    Failed runs raise RunError at the end (the others still ran); Ctrl-C or SIGTERM raise Interrupted; a disk that
+    fills or turns read-only under sweep.json, one line that says to resume once it is fixed."""
+    with writing(f"then continue with sweep --resume {sweep.root}", sweep.manifest):
+        return execute_grid(ray, sweep, record, command, slots, address)
+
+
+def execute_grid(ray, sweep: SweepDir, record: dict, command: str, slots: int, address: str | None) -> SweepDir:
     runs = record["runs"]
     for run in runs:  # what the run directories say wins over what a killed sweep last wrote
         reconcile(run)
@@ -335,16 +389,16 @@ def ray_session(ray, slots: int, address: str | None, sweep: SweepDir):
     cluster by accident), which ends with this process however it ends (reaped), or the running cluster at
     ``address``. Yields whether the cluster has GPUs. What Ray prints while it starts or joins (its C++ retries
     above all) goes to ray.log in the sweep folder."""
-    with contextlib.nullcontext() if address else reaped(sweep.ray_log):
+    with reaped(sweep.ray_log) if private(address) else contextlib.nullcontext():
         try:
             with stderr_into(str(sweep.ray_log)):
-                if address:
+                if not private(address):
                     ray.init(address=address, log_to_driver=False, logging_level="WARNING")
                 else:
                     ray.init(address="local", num_cpus=slots, include_dashboard=False, log_to_driver=False,
                              logging_level="WARNING", object_store_memory=LOCAL_OBJECT_STORE)  # fmt: skip
         except (ConnectionError, RuntimeError, ValueError, TimeoutError, ray.exceptions.RayError) as exc:
-            where = f"join the Ray cluster at {address}" if address else "start a local Ray"
+            where = "start a local Ray" if private(address) else f"join the Ray cluster at {address}"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise RunError(f"Could not {where} ({first}; Ray's messages are in {sweep.ray_log}): check the cluster "
                            f"(same Ray version, its token in ~/.ray/auth_token), then continue with sweep --resume "

@@ -59,14 +59,14 @@ def check_folder(folder: Path) -> Path:
 
 def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
     settings = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as read back from the file
-    if run.config.exists() and json.loads(run.config.read_text()) != settings:
+    if run.config.exists() and read_json(run.config, "restore it, or choose a new --output") != settings:
         raise ConfigError(
             f"{run.root} holds a training with other settings ({run.config}): choose a new --output, or repeat "
             "that command's --set values to continue it."
         )
     write_atomic(run.config, json.dumps(settings, indent=1))
+    ds = data.load_for(cfg, run)  # before the devices are set up: a bad --data fails at once
     strategy, placement = hardware.place(cfg)
-    ds = data.load_for(cfg, run)
     with strategy.scope():
         model = models.build(cfg, ds.train.x[:5000])
     started = time.time()

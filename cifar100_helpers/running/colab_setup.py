@@ -1,10 +1,9 @@
 """Google Colab set-up, run by every notebook's first code cell with ``%run``: install this repository's package
 (the TPU build of TensorFlow on a TPU runtime), make it importable in the running kernel and mount Google Drive.
-Standard library and IPython only: it runs before the package is installed."""
+Standard library and IPython only until the package is installed (devices.py, which it reads, is too)."""
 
 from __future__ import annotations
 
-import glob
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -12,6 +11,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TPU_WHEELS = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 TPU_TENSORFLOW = "tensorflow-tpu>=2.19,<2.21"  # the newest TPU build on PyPI is 2.20.0
+TPU_MINIMUM = (2, 19)  # an older preinstalled tensorflow-tpu is replaced
+KERAS = "keras>=3.10,<3.16"  # pyproject.toml's range (a test keeps them equal): --no-deps installs skip it
+TPU_EXTRAS = f'"{KERAS}" papermill tensorboard'
+CPU_BUILDS = ("tensorflow", "tensorflow-cpu")  # both install the `tensorflow` folder the TPU build needs
+RESTART = (
+    "TensorFlow's TPU build is installed, but this runtime had already loaded another build: restart the session "
+    "(Runtime > Restart session), then run this notebook again."
+)
+
+
+class RestartNeeded(RuntimeError):
+    """Stops "Run all" after an install that only a restarted runtime can load."""
 
 
 def distribution(name: str) -> str | None:
@@ -21,41 +32,50 @@ def distribution(name: str) -> str | None:
         return None
 
 
+def release(version: str | None) -> tuple[int, ...]:
+    """(major, minor) of a version string, () when absent or unreadable."""
+    try:
+        return tuple(int(part) for part in (version or "").split(".")[:2])
+    except ValueError:
+        return ()
+
+
 def plan(tpu: bool, builds: dict[str, str | None], tensorflow_loaded: bool) -> tuple[list[str], str | None]:
-    """The ``%pip`` commands for this runtime, and a line to show when the runtime must restart. ``builds`` maps
-    "tensorflow" and "tensorflow-tpu" to their installed versions (None: absent). A TPU runtime needs the TPU
-    build of TensorFlow, whether its image ships no TensorFlow or the CPU build (removed first: both install the
-    same ``tensorflow`` folder); the package then goes in without its dependencies, which would bring the plain
-    tensorflow wheel back."""
+    """The ``%pip`` commands for this runtime, and the reason to restart it (None: no restart). ``builds`` maps
+    "tensorflow", "tensorflow-cpu" and "tensorflow-tpu" to their installed versions (None: absent). A TPU runtime
+    needs the TPU build of TensorFlow, 2.19 or newer, whether its image ships none, an older one, or a CPU build
+    (removed first: they all install the same ``tensorflow`` folder); the package then goes in without its
+    dependencies, which would bring the plain tensorflow wheel back, so Keras and the rest are named."""
     if not tpu:
         return [f"install -q -e {REPO}"], None
     package = [f"install -q --no-deps -e {REPO}"]
-    if builds.get("tensorflow-tpu"):
-        return [*package, "install -q papermill tensorboard"], None
-    cpu_build = ["uninstall -q -y tensorflow"] if builds.get("tensorflow") else []
-    tpu_build = f'install -q "{TPU_TENSORFLOW}" papermill tensorboard -f {TPU_WHEELS}'
-    restart = None
-    if tensorflow_loaded:
-        restart = (
-            "TensorFlow's TPU build is installed, but this runtime had already loaded the CPU build: restart the "
-            "session (Runtime > Restart session), then run this notebook again."
-        )
-    return [*cpu_build, tpu_build, *package], restart
+    if release(builds.get("tensorflow-tpu")) >= TPU_MINIMUM:
+        return [f"install -q {TPU_EXTRAS}", *package], None
+    remove = [name for name in (*CPU_BUILDS, "tensorflow-tpu") if builds.get(name)]
+    uninstall = [f"uninstall -q -y {' '.join(remove)}"] if remove else []
+    tpu_build = f'install -q "{TPU_TENSORFLOW}" {TPU_EXTRAS} -f {TPU_WHEELS}'
+    return [*uninstall, tpu_build, *package], RESTART if tensorflow_loaded else None
+
+
+def one_line(shell, etype, value, tb, tb_offset=None):
+    shell._showtraceback(etype, value, [f"{etype.__name__}: {value}"])
 
 
 def main() -> None:
     from IPython import get_ipython
 
-    tpu = bool(glob.glob("/dev/accel[0-9]*") or glob.glob("/dev/vfio/[0-9]*"))
-    builds = {name: distribution(name) for name in ("tensorflow", "tensorflow-tpu")}
-    commands, restart = plan(tpu, builds, "tensorflow" in sys.modules)
-    for command in commands:
-        get_ipython().run_line_magic("pip", command)
-    if restart:
-        print(restart)
-        return
     sys.path.insert(0, str(REPO))  # this kernel started before the install
-    from cifar100_helpers import colab
+    from cifar100_helpers.devices import tpu_address
+
+    names = (*CPU_BUILDS, "tensorflow-tpu")
+    commands, restart = plan(bool(tpu_address()), {n: distribution(n) for n in names}, "tensorflow" in sys.modules)
+    shell = get_ipython()
+    for command in commands:
+        shell.run_line_magic("pip", command)
+    if restart:
+        shell.set_custom_exc((RestartNeeded,), one_line)
+        raise RestartNeeded(restart)
+    from cifar100_helpers.running import colab
 
     colab.mount_drive()  # runs go to Google Drive; if declined, to this runtime's disk (one line says so)
 

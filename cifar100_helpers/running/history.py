@@ -6,6 +6,8 @@ from __future__ import annotations
 import csv
 import io
 
+from .files import open_regular
+
 HISTORY_FIELDS = (
     "epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5",
     "learning_rate", "seconds", "images_per_second",
@@ -23,7 +25,7 @@ def history_text(rows: list[dict]) -> str:
 def read_history(path) -> list[dict]:
     """Rows of ``history.csv`` with numbers as floats (epoch as int); [] if there is none yet."""
     try:
-        with open(path, newline="") as f:
+        with io.TextIOWrapper(open_regular(path), encoding="utf-8", newline="") as f:  # a named pipe never blocks
             rows = list(csv.DictReader(f))
     except FileNotFoundError:
         return []

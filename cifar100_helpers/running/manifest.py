@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .files import write_atomic
+from .files import write_json
 
 PACKAGES = ("tensorflow", "keras", "numpy", "matplotlib", "papermill", "nbconvert", "ipykernel", "cifar100-helpers")
 
@@ -45,7 +45,7 @@ def write(path: Path, **fields) -> dict:
     """Merge ``fields`` into the manifest at ``path`` (created if missing) and return it."""
     manifest = json.loads(path.read_text()) if path.exists() else {}
     manifest.update(fields)
-    write_atomic(path, json.dumps(manifest, indent=2, default=str) + "\n")
+    write_json(path, manifest, default=str)  # on a full disk, in place if it fits: a failure is still recorded
     return manifest
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import os
 import re
@@ -21,12 +20,22 @@ from ..commands import leaderboard
 from ..config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
 from ..errors import ConfigError, RunError
 from . import manifest, progress
-from .files import exclusive, read_json, write_atomic
+from .files import exclusive, open_lock, read_json, resolve_path, writable_folder, write_atomic, write_fault
 from .markup import escape
 from .run_dir import RunDir
 
-REPO = Path(__file__).resolve().parents[2]
-NOTEBOOK_DIR = REPO / "notebooks"
+PACKAGE = Path(__file__).resolve().parents[1]
+REPO = PACKAGE.parent  # the repository in a checkout or an editable install (site-packages in a plain install)
+
+
+def shipped_notebooks(package: Path = PACKAGE) -> Path:
+    """The numbered notebooks: the copy a plain install (``pip install .``, a wheel) puts inside the package
+    (pyproject.toml ships notebooks/ as ``cifar100_helpers/notebooks``), else the repository's notebooks/."""
+    installed = package / "notebooks"
+    return installed if installed.is_dir() else package.parent / "notebooks"
+
+
+NOTEBOOK_DIR = shipped_notebooks()
 NOTEBOOKS = ("01_data.ipynb", "02_model.ipynb", "03_train.ipynb", "04_results.ipynb")
 COMPARE_NOTEBOOK = "05_compare.ipynb"
 PHONE_CSS = "<style>body{max-width:60em;margin:auto} img{max-width:100%;height:auto} pre{white-space:pre-wrap}</style>"
@@ -58,8 +67,9 @@ def current_interpreter_kernel():
         argv = [*kernel, "--IPKernelApp.log_level=CRITICAL"]
         (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "cifar100", "language": "python"}))
         settings = {"JUPYTER_PATH": os.pathsep.join(p for p in (tmp, os.environ.get("JUPYTER_PATH")) if p)}
-        if not os.access(Path.home(), os.W_OK) and "IPYTHONDIR" not in os.environ:  # no warning per notebook
-            settings["IPYTHONDIR"] = str(Path(tmp) / "ipython")
+        if not writable_folder(Path.home()):  # HOME unusable (/proc, read-only): IPython and Jupyter write here
+            own = {"IPYTHONDIR": "ipython", "JUPYTER_RUNTIME_DIR": "runtime", "MPLCONFIGDIR": "matplotlib"}
+            settings |= {k: str(Path(tmp) / v) for k, v in own.items() if k not in os.environ}
         with environment(settings):
             yield KERNEL_NAME
 
@@ -99,7 +109,7 @@ def check_data(cfg: RunConfig) -> Path | None:
     """Fail before any notebook starts if the data cannot be found, fails its checksum or is not valid
     CIFAR-100 (shapes, dtype, labels, class names); return the source found (None for generated data)."""
     if not cfg.generated:
-        return data.validated_source(cfg.data, cfg.verify, cfg.val_fraction)
+        return data.validated_source(cfg.data, cfg.verify, cfg.val_fraction, batch_size=cfg.batch_size)
     return None
 
 
@@ -142,7 +152,7 @@ def locked(run: RunDir):
     """One process per run directory: an exclusive lock on its lock file, held until the run ends and
     released by the system if the process dies. Where the file system cannot lock, runs go unguarded."""
     try:
-        handle = open(run.lock, "a+")  # noqa: SIM115 (closed below, after the run)
+        handle = open_lock(run.lock)  # closed below, after the run; a folder or a pipe there is named as such
     except OSError as exc:
         raise RunError(write_failure(exc, run)) from None
     busy = f"{run.root} is in use by {{holder}}: a run directory takes one process at a time; wait for that one to "
@@ -152,14 +162,14 @@ def locked(run: RunDir):
 
 def write_failure(exc: OSError, run: RunDir) -> str:
     """The one line for a write that failed (a full disk, a read-only or vanished folder)."""
-    what = "the disk is full" if exc.errno == errno.ENOSPC else exc.strerror or type(exc).__name__
+    what, fix = write_fault(exc)  # the true cause: full, read-only, not ours, a folder in the way
     where = f" {exc.filename}" if exc.filename else f" in {run.root}"
     again = (
         f"then continue with --resume {run.root}"
         if run.manifest.exists() and run.config.exists()
         else f"then delete {run.root} and start the run again"
     )
-    return f"Could not write{where} ({what}): free some space or fix the folder, {again}."
+    return f"Could not write{where} ({what}): {fix}, {again}."
 
 
 def execute(
@@ -235,6 +245,10 @@ def resume(path: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
         record = read_json(run_dir.manifest, "the run cannot be resumed: start a new run with --output NAME")
         if record.get("status") == "completed":
             raise RunError(f"{run_dir.root} already completed; start a new run with --output NAME.")
+        if "config" not in record and "notebooks" not in record:  # written by training alone: tune, or by hand
+            raise RunError(f"{run_dir.root} is not a run directory made by `run` but a `tune` folder (or notebooks "
+                           "run by hand): continue a tune with its own command, `python -m cifar100_helpers tune "
+                           f"--output {run_dir.root}` and the same --recipe and --set values.")  # fmt: skip
         saved, recorded = read_json(run_dir.config, RESTORE), record.get("config") or {}
         if saved != recorded:
             changed = sorted(k for k in {*saved, *recorded} if saved.get(k) != recorded.get(k))
@@ -309,7 +323,7 @@ def end_attempt(run_dir: RunDir, attempts: list[dict], status: str, error: str |
     """Record how this attempt ended; a failure also gets a report that opens with its cause. On a full
     disk even this may not be written: the error line still says what happened."""
     attempts[-1].update(ended=manifest.now(), status=status, **({"error": error} if error else {}))
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):  # ValueError: a notebook the full disk left empty (nbformat)
         manifest.write(run_dir.manifest, status=status, error=error, attempts=attempts)
         if status == "failed":
             write_report(run_dir, failure=error)
@@ -362,7 +376,7 @@ def export_html(notebooks: list[Path], first_cell: str, path: Path, title: str) 
 def compare(outputs: Path, include_unranked: bool = False, notebook_dir: Path = NOTEBOOK_DIR) -> Path:
     """Run notebook 05 over every run in ``outputs``: leaderboard, charts, ``outputs/index.html``;
     the executed notebook and its HTML go to ``outputs/compare/``."""
-    outputs = Path(outputs).resolve()
+    outputs = resolve_path(outputs, "pass the outputs folder itself, or repair the link")
     check_notebooks(notebook_dir, (COMPARE_NOTEBOOK,))
     rows, skipped = leaderboard.scan(outputs)
     if not rows:

@@ -8,6 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OutputError, RunError
+from .files import kind, resolve_path
+
+LINKED = "pass the folder itself, or repair the link"
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,7 @@ class RunDir:
     root: Path
 
     def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        object.__setattr__(self, "root", resolve_path(self.root, LINKED))
 
     @property
     def config(self) -> Path:
@@ -109,7 +112,7 @@ class SweepDir:
     root: Path
 
     def __post_init__(self):
-        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+        object.__setattr__(self, "root", resolve_path(self.root, LINKED))
 
     @property
     def manifest(self) -> Path:
@@ -143,6 +146,10 @@ def check_output(path: str | Path, folder: bool, flag: str = "--output") -> Path
     limit, no file where a folder goes (``folder``) nor a folder where a file goes, and the folder it goes in
     writable (a file is created there and removed). Otherwise an OutputError naming ``flag``; nothing is left."""
     path = Path(os.path.abspath(Path(path).expanduser()))
+    broken = (p for p in (path, *path.parents) if os.path.islink(p) and not os.path.exists(p))
+    linked = next((f"{p} is {kind(p)}" for p in broken), "")
+    if linked:  # a symlink loop or a dangling link: say so, not "a file"
+        raise OutputError(f"{flag} {path}: {linked}: choose another {flag}, or repair the link.")
     base = next(p for p in (path, *path.parents) if os.path.lexists(p))  # the nearest part that exists
     longest = max(path.relative_to(base).parts, key=lambda name: len(os.fsencode(name)), default="")
     limit = os.pathconf(base if base.is_dir() else base.parent, "PC_NAME_MAX")
@@ -150,8 +157,8 @@ def check_output(path: str | Path, folder: bool, flag: str = "--output") -> Path
         raise OutputError(f"{flag}: the name {longest[:24]}... is {len(os.fsencode(longest))} bytes, more than the "
                           f"{limit} this file system allows: choose a shorter name.")  # fmt: skip
     if base == path and path.is_dir() != folder:
-        kind, fix = ("a file", "a new folder name") if folder else ("a folder", "a file name inside it")
-        raise OutputError(f"{flag} {path} is {kind}: pass {fix}.")
+        found, fix = ("a file", "a new folder name") if folder else ("a folder", "a file name inside it")
+        raise OutputError(f"{flag} {path} is {found}: pass {fix}.")
     into = base if base != path else path if folder else path.parent  # where the command creates or replaces
     if not into.is_dir():
         raise OutputError(f"{flag} {path}: {into} is a file, not a folder: choose an {flag} under a folder.")
