@@ -38,8 +38,9 @@ test-slow: $(STAMP)  ## seed and transfer through the pipeline (EfficientNetV2L 
 # Google Colab's stacks (compat/colab-STACK.txt), each in its own .venv-colab-STACK: Colab's TensorFlow, Keras,
 # numpy and Jupyter versions, then this package with nothing pinned but them, as `pip install` does on Colab.
 # `make test-compat COMPAT=tf220` runs one stack; PYTHON_tf220=/path/to/python3.12 picks its interpreter;
-# PYTEST_ARGS=... adds pytest options.
+# PYTEST_ARGS=... adds pytest options; COMPAT_MARKS picks the tests (CI adds the Colab rehearsal: "not slow or rehearsal").
 COMPAT ?= tf220 tf219
+COMPAT_MARKS ?= not slow
 first_python = $(firstword $(foreach p,$(1),$(shell $(p) -c "" >/dev/null 2>&1 && echo $(p))))
 PYENV_VERSIONS = $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions
 PYTHON_tf220 ?= $(call first_python,python3.12 $(sort $(wildcard $(PYENV_VERSIONS)/3.12*/bin/python3.12)))
@@ -57,7 +58,7 @@ test-compat: $(foreach s,$(COMPAT),.venv-colab-$(s)/.installed)  ## the non-slow
 	  echo "== Colab stack $$s: $$(.venv-colab-$$s/bin/python -c 'import platform, tensorflow as tf, keras, numpy; \
 	    print("Python", platform.python_version(), "TensorFlow", tf.__version__, "Keras", keras.__version__, "numpy", numpy.__version__)' 2>/dev/null)"; \
 	  rm -rf outputs/nbval; \
-	  PYDEVD_DISABLE_FILE_VALIDATION=1 .venv-colab-$$s/bin/python -m pytest -p no:cacheprovider $(NBVAL) -m "not slow" $(PYTEST_ARGS) || status=1; \
+	  PYDEVD_DISABLE_FILE_VALIDATION=1 .venv-colab-$$s/bin/python -m pytest -p no:cacheprovider $(NBVAL) -m "$(COMPAT_MARKS)" $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 lint: $(STAMP)

@@ -13,6 +13,11 @@ from .errors import BudgetError, ConfigError
 
 EPOCH_BUDGET = 10  # the study's rule: at most 10 passes over the training data
 MAX_EPOCHS = 1000  # even with --allow-over-budget: more is a typo (999999999999 epochs: an ETA of 554 million hours)
+SIZES = {  # the cpu network's named sizes, smallest first (docs/results.md, the ladder): widths of its three blocks
+    "XS": (48, 128, 256),
+    "S": (64, 160, 320),
+    "M": (96, 256, 512),
+}
 TTA_MODES = ("none", "flip", "flip_translate", "flip_grid")  # evaluation.TTA_VIEWS
 BACKBONE_NAMES = (
     "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
@@ -50,6 +55,9 @@ class RunConfig:
     ema: float = 0.0  # momentum of the weight EMA (after its warm-up, see training.WeightEMA); 0 turns it off
     tta: str = "flip"  # test-time augmentation reported beside plain accuracy: one of TTA_MODES
     widths: tuple[int, ...] = (64, 128, 256)
+    size: str = ""  # a name in SIZES (sets widths); "auto": the largest whose projected training fits `minutes`
+    # (pace.choose_size, timed before training); "": widths as given
+    minutes: float = 0.0  # the training-time budget of a run, in minutes, that size "auto" chooses for; 0: none
     bn_momentum: float = 0.9
     dirac: bool = False  # airbench: each 3x3 conv starts as the identity on its first in-channels filters
     bias_lr_scale: float = 1.0  # airbench: BatchNorm biases (beta) step this many times the learning rate
@@ -87,6 +95,8 @@ RECIPES: dict[str, RunConfig] = {
         # 5e-4, 2e-2 +0.4 over 1e-2 at widths 96/256/512
         label_smoothing=0.1,  # docs/results.md "Tuning cpu": +1.0 with flip + translate TTA in both validation runs
         widths=(96, 256, 512),  # docs/results.md "Tuning cpu": in bfloat16, +0.8 (TTA) on validation over 64/160/320
+        size="auto",  # M where it fits 30 minutes (a run times the sizes first); M when notebooks run by hand
+        minutes=30.0,  # the study's promise: 10 epochs in 30 minutes of training on two cores
         bn_momentum=0.6,
         tta="flip_translate",
         val_fraction=0.0,  # all 50,000 images; tune holds out 5,000 (tune.HOLDOUT)
@@ -180,6 +190,10 @@ def make_config(recipe: str = "auto", **overrides) -> RunConfig:
         )
     if isinstance(overrides.get("widths"), list):
         overrides["widths"] = tuple(overrides["widths"])
+    if "widths" in overrides and "size" not in overrides:
+        overrides["size"] = ""  # widths given: they are trained as given
+    if overrides.get("size") in SIZES and "widths" not in overrides:
+        overrides["widths"] = SIZES[overrides["size"]]
     cfg = dataclasses.replace(RECIPES[name], **overrides)
     validate(cfg)
     return cfg
@@ -199,11 +213,12 @@ RANGES = {  # the interval each number (each element of a list) must lie in; "ep
     "cutmix": "[0, inf)", "ema": "[0, 1)", "widths": "[1, inf)", "bn_momentum": "[0, 1)", "bias_lr_scale": "(0, inf)",
     "image_size": "[16, inf)",
     "start_size": "[0, inf)", "dropout": "[0, 1)", "head_filters": "[0, inf)", "head_units": "[0, inf)",
-    "val_fraction": "[0, 0.5)", "seed": "[0, 2147483648)",
+    "val_fraction": "[0, 0.5)", "minutes": "[0, inf)", "seed": "[0, 2147483648)",
 }  # fmt: skip
 CHOICES = {
     "recipe": tuple(RECIPES), "model": ("airbench", "seed", "transfer"),  # models.BUILDERS
     "optimizer": ("sgd", "muon", "adamw", "rmsprop"), "schedule": ("cosine", "constant"), "tta": TTA_MODES,
+    "size": ("", "auto", *SIZES),
 }  # fmt: skip
 KINDS = {bool: "True or False", int: "a whole number", float: "a finite number", str: "a string"}
 FLAGS = {"epochs": "--epochs N", "seed": "--seed N", "data": "--data PATH", "weights": "--weights PATH"}
@@ -259,6 +274,15 @@ def validate(cfg: RunConfig) -> None:
             f"epochs={cfg.epochs} breaks the study's {EPOCH_BUDGET}-epoch budget. Use --epochs {EPOCH_BUDGET} "
             "or fewer, or pass --allow-over-budget (the report will flag the run)."
         )
+    if cfg.size and cfg.model != "airbench":
+        raise ConfigError(f"size {cfg.size!r} names a size of the airbench network; model {cfg.model} has none "
+                          "(drop --size).")  # fmt: skip
+    if cfg.size in SIZES and cfg.widths != SIZES[cfg.size]:
+        raise ConfigError(f"size {cfg.size} has widths {list(SIZES[cfg.size])}, not {list(cfg.widths)}: give one of "
+                          "--size or --set widths=[...].")  # fmt: skip
+    if cfg.size == "auto" and not cfg.minutes:
+        raise ConfigError("size auto chooses the size that fits a time budget: give one (--minutes 30), or a size "
+                          f"(--size {'/'.join(SIZES)}).")  # fmt: skip
     if cfg.model == "airbench" and not cfg.widths:
         raise ConfigError("widths must list at least one width for the airbench model (--set widths=[64,128,256]).")
     if cfg.model == "airbench" and cfg.weights is not None:

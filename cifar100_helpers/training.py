@@ -132,8 +132,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
     in which the loss went bad. (Keras's TensorFlow trainer itself reads the logs back once per call of its train
     function: every step, or every ``steps_per_execution`` steps, as on a TPU; this check adds no read of its own.)"""
 
-    async_safe = True  # Keras may call the batch hook from its callback thread: the step loop never waits for it
-
     def __init__(self, every: int = 50):
         super().__init__()
         self.every, self.epoch, self.checked = every, 0, 0
@@ -160,21 +158,15 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
         self.checked = batches
 
 
-class EpochTensorBoard(keras.callbacks.TensorBoard):
-    """Keras's TensorBoard callback, per epoch (its default), marked safe for Keras's asynchronous callback dispatch:
-    a callback that defines batch hooks and is not so marked makes every step wait for its logs on the host."""
-
-    async_safe = True
-
-
 class EpochProgress(keras.callbacks.Callback):
     """One line per epoch to ``path`` (and to the notebook's output when ``echo``): epoch k/N,
     loss, accuracy, validation accuracy, seconds, images/second and the ETA of the remaining epochs
     (their mean time in this attempt)."""
 
-    def __init__(self, path: Path, epochs: int, images_per_epoch: int, echo: bool):
+    def __init__(self, path: Path, epochs: int, images_per_epoch: int, echo: bool, minutes: float = 0.0):
         super().__init__()
         self.path, self.epochs, self.images, self.echo = Path(path), epochs, images_per_epoch, echo
+        self.minutes = minutes  # the run's training budget: after its first epoch, a line if the pace overruns it
         self.times: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -184,10 +176,15 @@ class EpochProgress(keras.callbacks.Callback):
         seconds = time.perf_counter() - self.started
         self.times.append(seconds)
         eta = sum(self.times) / len(self.times) * (self.epochs - epoch - 1)
-        line = epoch_line(epoch + 1, self.epochs, logs or {}, seconds, self.images / seconds, eta)
-        append(self.path, line)
-        if self.echo:
-            print(line, flush=True)
+        lines = [epoch_line(epoch + 1, self.epochs, logs or {}, seconds, self.images / seconds, eta)]
+        projected = (sum(self.times) + eta) / 60  # this attempt's pace (the first epoch's tracing included)
+        if self.minutes and epoch == 0 and projected > self.minutes:
+            lines.append(f"at this pace the {self.epochs} epochs take about {projected:.0f} min, over the "
+                         f"{self.minutes:g}-minute budget: choose a smaller --size for the next run")  # fmt: skip
+        for line in lines:
+            append(self.path, line)
+            if self.echo:
+                print(line, flush=True)
 
 
 class EpochRecorder(keras.callbacks.Callback):
@@ -318,9 +315,7 @@ class Backup(keras.callbacks.Callback):
         model.optimizer.build(model.trainable_variables)
         epoch, slot = int(saved["epoch"]), saved["weights"].split(".")[0].removeprefix("slot-")
         steps = self.load_slot(model, slot, saved)
-        if "iterations" in saved and steps != saved["iterations"]:  # a stale slot: the other one may hold epoch-1
-            epoch, slot = self.fall_back(model, saved, slot, steps)
-        elif epoch and steps == 0:
+        if epoch and steps == 0:
             raise RunError(
                 f"The optimizer's state in {self.folder / saved['weights']} did not load (Keras skipped its "
                 "variables: it was saved under another optimizer or loss scaling than this runtime's "
@@ -328,6 +323,8 @@ class Backup(keras.callbacks.Callback):
                 f"step 0: resume on the hardware that trained epochs 1-{epoch}, or start a fresh run with --output "
                 "NAME."
             )
+        elif "iterations" in saved and steps != saved["iterations"]:  # a stale slot: the other one may hold epoch-1
+            epoch, slot = self.fall_back(model, saved, slot, steps)
         self.slot = self.SLOTS[1] if slot == self.SLOTS[0] else self.SLOTS[0]
         return epoch
 
@@ -461,8 +458,8 @@ def prepare(
         "epoch_state": state,
         "stop_on_nan": StopOnNonFiniteLoss(),
         "history": EpochRecorder(run.history, steps * batch),
-        "tensorboard": EpochTensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s
-        "progress": EpochProgress(run.progress, cfg.epochs, steps * batch, echo=not interactive),
+        "tensorboard": keras.callbacks.TensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s
+        "progress": EpochProgress(run.progress, cfg.epochs, steps * batch, not interactive, cfg.minutes),
         "backup": backup,  # last: an epoch counts as finished only once its history row is written
     }
     manifest.write(
@@ -551,4 +548,6 @@ def budget_statement(history: list[dict], cfg: RunConfig) -> str:
     if cfg.over_budget:
         return f"OVER BUDGET: {used} epochs trained, above the study's {EPOCH_BUDGET}-epoch rule (allowed explicitly)."
     minutes = sum(r["seconds"] for r in history) / 60
-    return f"{used} of the {EPOCH_BUDGET}-epoch budget used ({minutes:.1f} min of training)."
+    size = f", size {cfg.size}" if cfg.size else ""
+    time_budget = f" of a {cfg.minutes:g}-minute budget{size}" if cfg.minutes else size
+    return f"{used} of the {EPOCH_BUDGET}-epoch budget used ({minutes:.1f} min of training{time_budget})."

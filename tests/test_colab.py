@@ -249,27 +249,61 @@ def test_run_all_notebook_runs_resumes_and_shows_a_completed_run(tmp_path):
 
 
 NO_DEPS = "install -q --no-deps -e REPO"
+EXTRAS = "install -q EXTRAS"
 
 
 @pytest.mark.parametrize(
     "tpu, builds, loaded, commands, restart",
     [
         (False, {"tensorflow": "2.20.0"}, False, ["install -q -e REPO"], False),
-        (True, {"tensorflow-tpu": "2.20.0"}, True, [NO_DEPS, "install -q papermill tensorboard"], False),
+        (True, {"tensorflow-tpu": "2.20.0"}, True, [EXTRAS, NO_DEPS], False),
         (True, {}, False, ["install -q TPU", NO_DEPS], False),  # a TPU image without TensorFlow
         (True, {"tensorflow": "2.20.0"}, False, ["uninstall -q -y tensorflow", "install -q TPU", NO_DEPS], False),
         (True, {"tensorflow": "2.20.0"}, True, ["uninstall -q -y tensorflow", "install -q TPU", NO_DEPS], True),
+        (True, {"tensorflow-cpu": "2.19.0"}, False, ["uninstall -q -y tensorflow-cpu", "install -q TPU", NO_DEPS],
+         False),
+        (True, {"tensorflow-tpu": "2.18.0"}, True, ["uninstall -q -y tensorflow-tpu", "install -q TPU", NO_DEPS],
+         True),  # an old TPU build is replaced
     ],
-    ids=["gpu-or-cpu", "tpu-build-present", "tpu-no-tensorflow", "tpu-image-ships-cpu-tensorflow", "cpu-build-loaded"],
+    ids=["gpu-or-cpu", "tpu-build-present", "tpu-no-tensorflow", "tpu-image-ships-cpu-tensorflow", "cpu-build-loaded",
+         "tpu-image-ships-tensorflow-cpu", "old-tpu-build"],
 )  # fmt: skip
 def test_colab_set_up_installs_the_tpu_build_wherever_it_is_missing(tpu, builds, loaded, commands, restart):
     from cifar100_helpers.running import colab_setup
 
     planned, line = colab_setup.plan(tpu, builds, loaded)
-    shown = [c.replace(str(colab_setup.REPO), "REPO").replace(f'"{colab_setup.TPU_TENSORFLOW}" papermill tensorboard '
-             f"-f {colab_setup.TPU_WHEELS}", "TPU") for c in planned]  # fmt: skip
+    tpu_build = f'"{colab_setup.TPU_TENSORFLOW}" {colab_setup.TPU_EXTRAS} -f {colab_setup.TPU_WHEELS}'
+    shown = [c.replace(str(colab_setup.REPO), "REPO").replace(tpu_build, "TPU")
+             .replace(f"install -q {colab_setup.TPU_EXTRAS}", EXTRAS) for c in planned]  # fmt: skip
     assert shown == commands and bool(line) == restart
     assert not restart or "Restart session" in line
+
+
+def test_colab_set_up_pins_keras_to_the_project_range_where_it_installs_without_dependencies():
+    import tomllib
+
+    from cifar100_helpers.running import colab_setup
+
+    project = tomllib.loads((notebook_runner.REPO / "pyproject.toml").read_text())["project"]
+    assert colab_setup.KERAS in project["dependencies"]
+    assert all(f'"{colab_setup.KERAS}"' in c for c in colab_setup.plan(True, {}, False)[0] if "--no-deps" not in c
+               and "uninstall" not in c)  # fmt: skip
+
+
+def test_a_needed_restart_stops_run_all_with_one_line(monkeypatch):
+    """The set-up cell raises (so Colab's "Run all" stops there) instead of printing and running on."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from cifar100_helpers.running import colab_setup
+
+    shell = InteractiveShell.instance()
+    monkeypatch.setattr(shell, "run_line_magic", lambda magic, line: None)  # the installs
+    monkeypatch.setattr("IPython.get_ipython", lambda: shell)
+    monkeypatch.setattr("cifar100_helpers.devices.tpu_address", lambda: "local")
+    monkeypatch.setattr(colab_setup, "distribution", lambda name: "2.20.0" if name == "tensorflow" else None)
+    monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow") or types.ModuleType("tensorflow"))
+    with pytest.raises(colab_setup.RestartNeeded, match="restart the session"):
+        colab_setup.main()  # TensorFlow is loaded in this process: the CPU build would stay in memory
 
 
 def test_colab_set_up_asks_for_a_tpu_build_that_exists():

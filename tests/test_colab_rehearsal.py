@@ -25,7 +25,7 @@ FAKE = Path(__file__).parent / "fake_colab"
 CONTENT = Path("/content")  # Colab's working folder: the set-up cell clones the repository into it
 CLONE = CONTENT / "cifar100-10-epochs"
 KERNEL = "fake-colab"
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.rehearsal]  # make test-slow; CI also on Colab's stack
 
 
 @pytest.fixture

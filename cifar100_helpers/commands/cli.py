@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..config import RECIPE_NAMES, resolve_recipe
+from ..config import RECIPE_NAMES, SIZES, resolve_recipe
 from ..errors import Cifar100Error, ConfigError, Interrupted, OutputError
 from ..running.files import writing
 from ..running.jupyter_kernel import end_with_parent_if_asked, terminate_as_interrupt
@@ -25,7 +25,7 @@ PATH_OPTIONS = {"run_dir": "RUN_DIR", "images": "IMAGE", "data": "--data", "weig
                 "notebooks": "--notebooks", "outputs": "--outputs", "resume": "--resume",
                 "output": "--output"}  # fmt: skip
 IGNORED_BY_RESUME = ("recipe", "output", "data", "no_verify", "epochs", "seed", "weights", "allow_over_budget",
-                     "deterministic", "float32", "set")  # fmt: skip
+                     "deterministic", "float32", "set", "minutes", "size")  # fmt: skip
 
 
 def parse_setting(text: str) -> tuple[str, object]:
@@ -80,6 +80,13 @@ def add_float32_option(parser: argparse.ArgumentParser) -> None:
                         "--set mixed_precision=False")  # fmt: skip
 
 
+def add_budget_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--minutes", type=float, help="training-time budget in minutes (cpu: 30): before training, "
+                        "the run times its network's sizes here and trains the largest that fits")  # fmt: skip
+    parser.add_argument("--size", choices=list(SIZES), help="train this size of the cpu network, untimed (XS, S, "
+                        "M: widths 48/128/256, 64/160/320, 96/256/512); --set widths=[...] for others")  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="python -m cifar100_helpers", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
@@ -92,6 +99,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--deterministic", action="store_true",
                      help="bit-for-bit repeatable on CPU (seeds and op determinism; slower)")  # fmt: skip
     add_float32_option(run)
+    add_budget_options(run)
     add_data_options(run)
     run.add_argument("--epochs", type=int, help="epochs to train (the recipe's value by default; at most 10)")
     run.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -147,6 +155,7 @@ def add_tune_command(commands) -> None:
     tune.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                       help="a config change to judge, e.g. --set widths=[64,160,320] (repeatable)")  # fmt: skip
     add_float32_option(tune)
+    add_budget_options(tune)
     add_data_options(tune)
     tune.add_argument("--seed", type=int, help="random seed (default 0)")
     tune.add_argument("--output", type=path_argument, help="folder (default: outputs/tuning/<recipe>-<date>-<time>); "
@@ -237,6 +246,10 @@ def config_from_args(args: argparse.Namespace):
         overrides["deterministic"] = True
     if args.float32:
         overrides["mixed_precision"] = False
+    if getattr(args, "minutes", None) is not None:
+        overrides["minutes"] = args.minutes
+    if getattr(args, "size", None):
+        overrides["size"] = args.size
     return from_parameters(
         args.recipe or "auto", data=args.data, verify=False if args.no_verify else None, epochs=args.epochs,
         seed=args.seed or 0, overrides=overrides,

@@ -10,8 +10,8 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import data, devices, evaluation, hardware, models, training
-from ..config import TTA_MODES, RunConfig
+from .. import data, devices, evaluation, hardware, models, pace, training
+from ..config import SIZES, TTA_MODES, RunConfig
 from ..errors import ConfigError, RunError
 from ..running import manifest, notebook_runner
 from ..running.files import read_json, write_atomic
@@ -57,7 +57,19 @@ def check_folder(folder: Path) -> Path:
     return Path(folder)
 
 
+def settle_size(cfg: RunConfig, run: RunDir, ds: data.Cifar100) -> tuple[RunConfig, dict | None]:
+    """Size ``auto``: the size this folder's earlier attempt chose, else the one that fits the budget here."""
+    if cfg.size != "auto":
+        return cfg, None
+    saved = read_json(run.config, "restore it, or choose a new --output") if run.config.exists() else {}
+    if saved.get("size") in SIZES:
+        return dataclasses.replace(cfg, size=saved["size"], widths=SIZES[saved["size"]]), None
+    return pace.choose_size(cfg, ds)
+
+
 def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
+    ds = data.load_for(cfg, run)  # before the devices are set up: a bad --data fails at once
+    cfg, budget = settle_size(cfg, run, ds)
     settings = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists, as read back from the file
     if run.config.exists() and read_json(run.config, "restore it, or choose a new --output") != settings:
         raise ConfigError(
@@ -65,7 +77,6 @@ def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
             "that command's --set values to continue it."
         )
     write_atomic(run.config, json.dumps(settings, indent=1))
-    ds = data.load_for(cfg, run)  # before the devices are set up: a bad --data fails at once
     strategy, placement = hardware.place(cfg)
     with strategy.scope():
         model = models.build(cfg, ds.train.x[:5000])
@@ -84,6 +95,7 @@ def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
         "wall_minutes": round((time.time() - started) / 60, 2),
         "epochs": len(history),
         "precision": placement.precision,
+        **({"budget": budget} if budget else {}),
         **manifest.git_state(notebook_runner.REPO),
         "hardware": devices.describe(),
     }

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -17,9 +18,9 @@ import nbformat
 
 from .. import data, devices
 from ..commands import leaderboard
-from ..config import EPOCH_BUDGET, RECIPES, RunConfig, make_config
+from ..config import EPOCH_BUDGET, RECIPES, SIZES, RunConfig, make_config
 from ..errors import ConfigError, RunError
-from . import manifest, progress
+from . import history, manifest, progress
 from .files import exclusive, open_lock, read_json, resolve_path, writable_folder, write_atomic, write_fault
 from .markup import escape
 from .run_dir import RunDir
@@ -212,9 +213,28 @@ def with_absolute_paths(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, **changes)
 
 
+def choose_size(cfg: RunConfig, source: Path | None) -> tuple[RunConfig, dict | None]:
+    """Size ``auto``: time the network's sizes on this machine in a child process (pace.py; this one stays free of
+    TensorFlow) and return the config with the largest that fits ``cfg.minutes``, and the probe's record."""
+    if cfg.size != "auto":
+        return cfg, None
+    command = [sys.executable, "-m", "cifar100_helpers.pace", json.dumps(cfg.to_dict()), str(source or "")]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+    print(f"timing the sizes of {cfg.recipe} on this machine for its {cfg.minutes:g}-minute budget ...", flush=True)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env)
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        raise RunError(f"timing the sizes of {cfg.recipe} failed (exit {done.returncode}, its output above): choose "
+                       "a size with --size XS, S or M to skip the timing.")  # fmt: skip
+    print("\n".join(lines[:-1]), flush=True)
+    record = json.loads(lines[-1])
+    return dataclasses.replace(cfg, size=record["size"], widths=SIZES[record["size"]]), record
+
+
 def run(cfg: RunConfig, output: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
     """Run 01-04 into ``output`` (which must not exist), then write report.html and run.json."""
     cfg, source = check_inputs(cfg, notebook_dir)
+    cfg, budget = choose_size(cfg, source)
     run_dir = prepare_run_dir(output)
     with locked(run_dir):
         try:
@@ -222,6 +242,7 @@ def run(cfg: RunConfig, output: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunD
             manifest.write(
                 run_dir.manifest,
                 config=cfg.to_dict(),
+                budget=budget,
                 epoch_budget=EPOCH_BUDGET,
                 over_budget=cfg.over_budget,
                 deterministic=cfg.deterministic,
@@ -343,7 +364,19 @@ def banner(run: RunDir, failure: str | None = None) -> str:
     if metrics:
         tta = f" ({metrics['top1_tta']:.2%} with {escape(metrics['tta'])} TTA)" if "top1_tta" in metrics else ""
         lines.append(f"**Test top-1 {metrics['top1']:.2%}**{tta}, top-5 {metrics['top5']:.2%}.")
+    budget = (read_json(run.manifest, RESTORE) if run.manifest.exists() else {}).get("budget")
+    if budget:
+        minutes = sum(row["seconds"] for row in history.read_history(run.history)) / 60
+        lines.append(f"\nTime budget {budget['minutes']:g} min of training: {escape(budget_summary(budget))}; "
+                     f"trained in {minutes:.1f} min.")  # fmt: skip
     return "\n".join(lines)
+
+
+def budget_summary(budget: dict) -> str:
+    """What the probe before training measured and chose, in words (run.json's ``budget``)."""
+    probe = ", ".join(f"{size} {m['images_per_second']:.0f} images/s" for size, m in budget["probe"].items())
+    chosen = f"chose size {budget['size']}, projected {budget['projected_minutes']:.1f} min"
+    return f"timed {probe} ({budget['precision']}); {chosen}"
 
 
 def write_report(run: RunDir, failure: str | None = None) -> Path:
