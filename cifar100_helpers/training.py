@@ -14,7 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 from . import input_pipeline
-from .config import EPOCH_BUDGET, RunConfig
+from .config import EPOCH_BUDGET, SIZES, RunConfig
 from .data import Cifar100
 from .errors import ConfigError, RunError, TrainingDiverged
 from .hardware import Placement, scale
@@ -548,6 +548,6 @@ def budget_statement(history: list[dict], cfg: RunConfig) -> str:
     if cfg.over_budget:
         return f"OVER BUDGET: {used} epochs trained, above the study's {EPOCH_BUDGET}-epoch rule (allowed explicitly)."
     minutes = sum(r["seconds"] for r in history) / 60
-    size = f", size {cfg.size}" if cfg.size else ""
+    size = f", size {cfg.size}" if cfg.size in SIZES else ""  # "auto": a notebook by hand trains the recipe's widths
     time_budget = f" of a {cfg.minutes:g}-minute budget{size}" if cfg.minutes else size
     return f"{used} of the {EPOCH_BUDGET}-epoch budget used ({minutes:.1f} min of training{time_budget})."

@@ -18,17 +18,26 @@ from cifar100_helpers.training import read_history
 from .conftest import REPO
 
 
-@pytest.fixture
-def three_epochs(archive, tmp_path):
+@pytest.fixture(scope="module")
+def trained(archive, tmp_path_factory):
     """A smoke run trained for 3 epochs, plus a copy of its slots after epoch 2 (what Drive may still hold)."""
+    folder = tmp_path_factory.mktemp("trained")
     cfg = config.make_config("smoke", epochs=4)
     ds = data.load(archive, verify=False)
-    run = RunDir(tmp_path / "run").create()
+    run = RunDir(folder / "run").create()
     short = dataclasses.replace(cfg, epochs=2)
     training.train(models.build(cfg, ds.train.x), ds, short, run, interactive=False)
-    shutil.copytree(run.backup, tmp_path / "after-epoch-2")
+    shutil.copytree(run.backup, folder / "after-epoch-2")
     training.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=3), run, interactive=False)
-    return cfg, ds, run, tmp_path / "after-epoch-2"
+    return cfg, ds, folder
+
+
+@pytest.fixture
+def three_epochs(trained, tmp_path):
+    """A copy of :func:`trained` for one test to change."""
+    cfg, ds, folder = trained
+    shutil.copytree(folder, tmp_path / "copy")
+    return cfg, ds, RunDir(tmp_path / "copy" / "run"), tmp_path / "copy" / "after-epoch-2"
 
 
 def test_a_stale_slot_falls_back_to_the_other_one(three_epochs, capsys):

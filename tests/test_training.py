@@ -95,7 +95,10 @@ def test_budget_statement_flags_over_budget():
     cfg = config.make_config("cpu", epochs=12, allow_over_budget=True)
     assert training.budget_statement(history, cfg).startswith("OVER BUDGET")
     assert training.budget_statement(history[:10], config.make_config("cpu")) == (
-        "10 of the 10-epoch budget used (1.0 min of training)."
+        "10 of the 10-epoch budget used (1.0 min of training of a 30-minute budget)."
+    )
+    assert training.budget_statement(history[:10], config.make_config("cpu", size="S")).endswith(
+        "(1.0 min of training of a 30-minute budget, size S)."
     )
 
 
@@ -114,6 +117,7 @@ def test_training_again_after_it_finished_trains_nothing(archive, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(first, again.get_weights(), strict=True))
 
 
+@pytest.mark.slow  # about 2 minutes on an AVX2-only 2-core CPU: make test-slow
 def test_weight_ema_with_few_steps_saves_what_validation_measured(archive, tmp_path):
     """A 0.999 average over ~100 steps used to keep most of the step-1 weights in the saved model
     while history.csv showed the raw weights' validation. Now validation runs on the average, with
@@ -130,7 +134,9 @@ def test_weight_ema_with_few_steps_saves_what_validation_measured(archive, tmp_p
     assert val_accuracy > 0.2  # far above chance (1%): not the step-1 weights
 
 
-@pytest.mark.parametrize("cpu_bfloat16", [True, False], indirect=True)
+@pytest.mark.parametrize(
+    "cpu_bfloat16", [pytest.param(True, marks=pytest.mark.slow), False], indirect=True
+)  # bfloat16: a minute where the CPU only emulates it (make test-slow)
 def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(cpu_bfloat16, archive, tmp_path, monkeypatch):
     """The resume state holds the model, the optimizer and the weight EMA: training killed after
     epoch 2 of 3 and started again ends with the weights of an uninterrupted run, bit for bit, in float32 and
