@@ -14,6 +14,8 @@ from .errors import BudgetError, ConfigError
 EPOCH_BUDGET = 10  # the study's rule: at most 10 passes over the training data
 MAX_EPOCHS = 1000  # even with --allow-over-budget: more is a typo (999999999999 epochs: an ETA of 554 million hours)
 SIZES = {  # the cpu network's named sizes, smallest first (docs/results.md, the ladder): widths of its three blocks
+    "XXS": (40, 96, 192),  # for CPUs without bfloat16 or AVX-512: 24 min projected on an AVX2-only EPYC in float32,
+    # where XS projects 43 (2026-12-03); its accuracy is not yet measured
     "XS": (48, 128, 256),
     "S": (64, 160, 320),
     "M": (96, 256, 512),
