@@ -223,7 +223,8 @@ CHOICES = {
     "size": ("", "auto", *SIZES),
 }  # fmt: skip
 KINDS = {bool: "True or False", int: "a whole number", float: "a finite number", str: "a string"}
-FLAGS = {"epochs": "--epochs N", "seed": "--seed N", "data": "--data PATH", "weights": "--weights PATH"}
+FLAGS = {"epochs": "--epochs N", "seed": "--seed N", "data": "--data PATH", "weights": "--weights PATH",
+         "minutes": "--minutes M", "size": "--size NAME"}  # fmt: skip
 
 
 def conforms(value, hint) -> bool:

@@ -17,7 +17,7 @@ from .errors import ConfigError
 def tpu_address() -> str | None:
     """Where a TPU is: "local" on a TPU VM (Colab's TPU runtimes since 2024, Cloud TPU VMs), the
     address of an older remote TPU node, or None when there is no TPU."""
-    named = os.environ.get("TPU_NAME") or os.environ.get("COLAB_TPU_ADDR")
+    named = (os.environ.get("TPU_NAME") or "").strip() or (os.environ.get("COLAB_TPU_ADDR") or "").strip()
     if named:
         return named if "://" in named or named == "local" else f"grpc://{named}"
     if os.environ.get("TPU_ACCELERATOR_TYPE") or glob.glob("/dev/accel[0-9]*") or vfio_tpu():
@@ -128,12 +128,14 @@ def bfloat16_off_reason() -> str | None:
     convolutions fail). Elsewhere bfloat16 is emulated and slower than float32."""
     if platform.machine() not in ("x86_64", "AMD64") or platform.system() != "Linux":
         return f"{platform.system()} on {platform.machine()}"
-    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip() == "0":
-        return "TF_ENABLE_ONEDNN_OPTS=0 turns oneDNN off"
+    if os.environ.get("TF_ENABLE_ONEDNN_OPTS", "").strip().lower() in ("0", "false"):  # TensorFlow's false values
+        return "TF_ENABLE_ONEDNN_OPTS turns oneDNN off"
     if not cpu_flags() & set(BFLOAT16_FLAGS):
         return "the CPU has neither AVX512_BF16 nor AMX"
     cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
-    if cap and (cap not in ONEDNN_ISAS or ONEDNN_ISAS.index(cap) < ONEDNN_ISAS.index("AVX512_CORE_BF16")):
+    if cap and cap not in ONEDNN_ISAS:
+        return f"ONEDNN_MAX_CPU_ISA={cap} is not a value oneDNN knows (float32 is the safe choice)"
+    if cap and ONEDNN_ISAS.index(cap) < ONEDNN_ISAS.index("AVX512_CORE_BF16"):
         return f"ONEDNN_MAX_CPU_ISA={cap} caps oneDNN below AVX512_CORE_BF16"
     return None
 

@@ -351,8 +351,9 @@ class Backup(keras.callbacks.Callback):
     def read_state(self) -> dict:
         try:
             saved = json.loads(self.state.read_text())
-            if not (isinstance(saved["epoch"], int) and str(saved["weights"]).startswith("slot-")):
-                raise ValueError("unexpected epoch or weights entry")
+            counts = [saved["epoch"], *(saved[k] for k in ("iterations", "steps_per_epoch") if k in saved)]
+            if not (all(type(n) is int and n >= 0 for n in counts) and str(saved["weights"]).startswith("slot-")):
+                raise ValueError("unexpected epoch, step count or weights entry")
             return saved
         except Exception as exc:  # garbage JSON, a missing key, an unreadable file: the way forward is the same
             raise RunError(f"The resume state {self.state} is damaged ({brief(exc)}): {self.fresh_start()}") from None

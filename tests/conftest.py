@@ -118,4 +118,5 @@ def fake_notebooks(monkeypatch):
             raise fail[notebook]
 
     monkeypatch.setattr(notebook_runner, "execute", execute)
+    monkeypatch.setattr(notebook_runner, "choose_size", lambda cfg, source: (cfg, None))  # no training: no timing
     return calls, fail

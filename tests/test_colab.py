@@ -264,9 +264,13 @@ EXTRAS = "install -q EXTRAS"
          False),
         (True, {"tensorflow-tpu": "2.18.0"}, True, ["uninstall -q -y tensorflow-tpu", "install -q TPU", NO_DEPS],
          True),  # an old TPU build is replaced
+        (True, {"tensorflow-tpu": "2.20.0", "tensorflow": "2.19.0"}, False,
+         ["uninstall -q -y tensorflow tensorflow-tpu", "install -q TPU", NO_DEPS], False),  # two builds, one folder
+        (True, {"tensorflow-tpu": "3.0.0"}, False, ["uninstall -q -y tensorflow-tpu", "install -q TPU", NO_DEPS],
+         False),  # outside the pinned range
     ],
     ids=["gpu-or-cpu", "tpu-build-present", "tpu-no-tensorflow", "tpu-image-ships-cpu-tensorflow", "cpu-build-loaded",
-         "tpu-image-ships-tensorflow-cpu", "old-tpu-build"],
+         "tpu-image-ships-tensorflow-cpu", "old-tpu-build", "tpu-and-cpu-builds", "too-new-tpu-build"],
 )  # fmt: skip
 def test_colab_set_up_installs_the_tpu_build_wherever_it_is_missing(tpu, builds, loaded, commands, restart):
     from cifar100_helpers.running import colab_setup

@@ -83,6 +83,7 @@ def test_cpu_placement_is_bfloat16_where_the_cpu_has_it(cpu_bfloat16):
         ("x86_64", {"avx512_bf16", "amx_bf16"}, None, "AVX512_CORE_BF16", True),  # an AMX Xeon as an EPYC
         ("x86_64", {"avx512_bf16", "amx_bf16"}, None, "AVX512_CORE_AMX", True),
         ("x86_64", {"avx512_bf16"}, None, "NONSENSE", False),  # unknown: the safe choice
+        ("x86_64", {"avx512_bf16"}, "false", None, False),  # TensorFlow reads "false" as off too
     ],
 )
 def test_cpu_bfloat16_is_detected_not_assumed(monkeypatch, machine, flags, onednn, cap, expected):
@@ -124,6 +125,21 @@ def test_tpu_detection(no_tpu_env):
     no_tpu_env.setattr(devices.glob, "glob", lambda pattern: [])
     no_tpu_env.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
     assert devices.tpu_address() == "grpc://10.0.0.2:8470"  # an older remote TPU node
+
+
+def test_a_blank_tpu_name_is_no_tpu(no_tpu_env):
+    no_tpu_env.setenv("TPU_NAME", " ")
+    no_tpu_env.setenv("COLAB_TPU_ADDR", "")
+    assert devices.tpu_address() is None
+
+
+def test_an_unknown_isa_cap_is_named_as_unknown(monkeypatch):
+    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(devices.platform, "system", lambda: "Linux")
+    monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx_512")
+    assert "is not a value oneDNN knows" in devices.bfloat16_off_reason()
 
 
 def test_dev_vfio_alone_is_not_a_tpu(no_tpu_env, tmp_path):

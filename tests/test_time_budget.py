@@ -38,6 +38,19 @@ def test_bad_budget_settings_are_one_line(overrides, message):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize(
+    "argv, reason",
+    [(["--recipe", "seed", "--minutes", "5"], "recipe seed has no named sizes"),
+     (["--recipe", "cpu", "--size", "S", "--minutes", "20"], "size S is given")],
+)  # fmt: skip
+def test_minutes_where_no_size_is_chosen_is_refused(argv, reason, tmp_path, capsys):
+    from cifar100_helpers.commands import cli
+
+    code = cli.main(["run", *argv, "--data", str(tmp_path / "none.tar.gz"), "--output", str(tmp_path / "x")])
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and reason in line and "drop --minutes" in line
+
+
 def test_a_size_on_a_network_without_sizes_is_refused():
     with pytest.raises(ConfigError, match="names a size of the airbench network"):
         config.make_config("transfer", size="S")

@@ -180,6 +180,16 @@ def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(cpu_bfloat1
     [
         (lambda backup: (backup / "slot-b.weights.h5").write_bytes(b"\x89HDF\r\n\x1a\ntruncated"), "slot-b"),
         (lambda backup: (backup / "state.json").write_text("{not json"), "state.json"),
+        (
+            lambda backup: (backup / "state.json").write_text('{"epoch": -5, "weights": "slot-a.weights.h5"}'),
+            "state.json",
+        ),
+        (
+            lambda backup: (backup / "state.json").write_text(
+                '{"epoch": 2, "weights": "slot-b.weights.h5", "iterations": "x", "steps_per_epoch": 56}'
+            ),
+            "state.json",
+        ),
         (lambda backup: shutil.rmtree(backup), "history.csv records 2 epoch"),
     ],
 )

@@ -250,10 +250,14 @@ def config_from_args(args: argparse.Namespace):
         overrides["minutes"] = args.minutes
     if getattr(args, "size", None):
         overrides["size"] = args.size
-    return from_parameters(
+    cfg = from_parameters(
         args.recipe or "auto", data=args.data, verify=False if args.no_verify else None, epochs=args.epochs,
         seed=args.seed or 0, overrides=overrides,
     )  # fmt: skip
+    if "minutes" in overrides and cfg.size != "auto":
+        reason = f"size {cfg.size} is given" if cfg.size else f"recipe {cfg.recipe} has no named sizes"
+        raise ConfigError(f"--minutes chooses the size of the cpu network that fits, but {reason}: drop --minutes.")
+    return cfg
 
 
 def given(value) -> bool:

@@ -11,7 +11,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 TPU_WHEELS = "https://storage.googleapis.com/libtpu-tf-releases/index.html"
 TPU_TENSORFLOW = "tensorflow-tpu>=2.19,<2.21"  # the newest TPU build on PyPI is 2.20.0
-TPU_MINIMUM = (2, 19)  # an older preinstalled tensorflow-tpu is replaced
+TPU_MINIMUM, TPU_BELOW = (2, 19), (2, 21)  # a preinstalled tensorflow-tpu outside TPU_TENSORFLOW is replaced
 KERAS = "keras>=3.10,<3.16"  # pyproject.toml's range (a test keeps them equal): --no-deps installs skip it
 TPU_EXTRAS = f'"{KERAS}" papermill tensorboard'
 CPU_BUILDS = ("tensorflow", "tensorflow-cpu")  # both install the `tensorflow` folder the TPU build needs
@@ -43,13 +43,15 @@ def release(version: str | None) -> tuple[int, ...]:
 def plan(tpu: bool, builds: dict[str, str | None], tensorflow_loaded: bool) -> tuple[list[str], str | None]:
     """The ``%pip`` commands for this runtime, and the reason to restart it (None: no restart). ``builds`` maps
     "tensorflow", "tensorflow-cpu" and "tensorflow-tpu" to their installed versions (None: absent). A TPU runtime
-    needs the TPU build of TensorFlow, 2.19 or newer, whether its image ships none, an older one, or a CPU build
-    (removed first: they all install the same ``tensorflow`` folder); the package then goes in without its
+    needs the TPU build of TensorFlow in TPU_TENSORFLOW's range, alone: whether its image ships none, another
+    version, or a CPU build beside or instead of it, every build is removed first (they all install the same
+    ``tensorflow`` folder) and the TPU build installed; the package then goes in without its
     dependencies, which would bring the plain tensorflow wheel back, so Keras and the rest are named."""
     if not tpu:
         return [f"install -q -e {REPO}"], None
     package = [f"install -q --no-deps -e {REPO}"]
-    if release(builds.get("tensorflow-tpu")) >= TPU_MINIMUM:
+    others = any(builds.get(name) for name in CPU_BUILDS)  # beside a TPU build, they overwrite its files
+    if TPU_MINIMUM <= release(builds.get("tensorflow-tpu")) < TPU_BELOW and not others:
         return [f"install -q {TPU_EXTRAS}", *package], None
     remove = [name for name in (*CPU_BUILDS, "tensorflow-tpu") if builds.get(name)]
     uninstall = [f"uninstall -q -y {' '.join(remove)}"] if remove else []
