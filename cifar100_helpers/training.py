@@ -298,6 +298,7 @@ class Backup(keras.callbacks.Callback):
     that one holds the epoch before, else stops with one line."""
 
     SLOTS = ("a", "b")
+    WEIGHTS = tuple(f"slot-{slot}.weights.h5" for slot in SLOTS)  # what state.json may name (no other path)
     SCHEDULE = ("steps_per_epoch", "global_batch")  # a change moves the learning-rate schedule: refused
 
     def __init__(self, folder: Path, ema: WeightEMA | None = None, shape: dict | None = None):
@@ -352,7 +353,7 @@ class Backup(keras.callbacks.Callback):
         try:
             saved = json.loads(self.state.read_text())
             counts = [saved["epoch"], *(saved[k] for k in ("iterations", "steps_per_epoch") if k in saved)]
-            if not (all(type(n) is int and n >= 0 for n in counts) and str(saved["weights"]).startswith("slot-")):
+            if not (all(type(n) is int and n >= 0 for n in counts) and saved["weights"] in self.WEIGHTS):
                 raise ValueError("unexpected epoch, step count or weights entry")
             return saved
         except Exception as exc:  # garbage JSON, a missing key, an unreadable file: the way forward is the same

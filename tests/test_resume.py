@@ -75,8 +75,11 @@ def test_deterministic_runs_repeat_bit_for_bit(uninterrupted, tmp_path):
     assert json.loads((again / "run.json").read_text())["deterministic"] is True
 
 
-def test_resume_refuses_a_completed_run_or_a_wrong_path(uninterrupted, tmp_path):
+def test_resume_refuses_a_completed_run_or_a_wrong_path(uninterrupted, tmp_path, capsys):
     with pytest.raises(RunError, match="already completed"):
         notebook_runner.resume(uninterrupted)
+    (uninterrupted / "report.html").unlink()  # lost (killed while writing it): --resume writes it again
+    notebook_runner.resume(uninterrupted)
+    assert (uninterrupted / "report.html").exists() and "written again" in capsys.readouterr().out
     with pytest.raises(RunError, match="not a run directory"):
         notebook_runner.resume(tmp_path)

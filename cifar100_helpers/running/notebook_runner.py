@@ -265,6 +265,10 @@ def resume(path: Path, notebook_dir: Path = NOTEBOOK_DIR) -> RunDir:
     with locked(run_dir):
         record = read_json(run_dir.manifest, "the run cannot be resumed: start a new run with --output NAME")
         if record.get("status") == "completed":
+            if not run_dir.report.exists():  # the process stopped while writing it: only the report is missing
+                write_report(run_dir)
+                print(f"{run_dir.root} was already completed; its missing report.html is written again.", flush=True)
+                return run_dir
             raise RunError(f"{run_dir.root} already completed; start a new run with --output NAME.")
         if "config" not in record and "notebooks" not in record:  # written by training alone: tune, or by hand
             raise RunError(f"{run_dir.root} is not a run directory made by `run` but a `tune` folder (or notebooks "
