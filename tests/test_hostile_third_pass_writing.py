@@ -226,3 +226,11 @@ def test_an_empty_path_is_refused_not_read_as_the_current_or_default_folder(argv
                           env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
     assert_one_line(done, f"{flag} is empty: give a path, or leave {flag} out for its default.")
     assert list(tmp_path.iterdir()) == []  # nothing written into the current folder (nor outputs/ under it)
+
+
+def test_export_of_an_empty_run_dir_is_refused(capsys):
+    from cifar100_helpers.commands import cli
+
+    assert cli.main(["export", "", "--format", "onnx"]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "RUN_DIR is empty" in line

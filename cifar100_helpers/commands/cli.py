@@ -224,7 +224,8 @@ def add_model_commands(commands) -> None:
         "\nA model trained with mixed precision is exported in float32.\n\n"
         "onnx needs tf2onnx and onnx, the checks need onnxruntime and ai-edge-litert: pip install -e .[export]",
     )  # fmt: skip
-    export.add_argument("run_dir", type=Path, metavar="RUN_DIR", help="a finished run directory (has model.keras)")
+    export.add_argument("run_dir", type=path_argument, metavar="RUN_DIR",
+                        help="a finished run directory (has model.keras)")  # fmt: skip
     export.add_argument("--format", required=True, choices=["savedmodel", "tflite", "onnx"],
                         help="savedmodel: a folder (tf.saved_model.load(path).serve(x)); tflite: a .tflite file "
                         "(LiteRT); onnx: an .onnx file (onnxruntime)")  # fmt: skip
@@ -373,6 +374,8 @@ def predict_command(args: argparse.Namespace) -> None:
 def export_command(args: argparse.Namespace) -> None:
     from . import export
 
+    if not str(args.run_dir).strip():  # Path("") would be ".", the current folder
+        raise ConfigError("RUN_DIR is empty: give the run directory to export, e.g. outputs/NAME.")
     print(export.export(args.run_dir, args.format, args.output).summary())
 
 
