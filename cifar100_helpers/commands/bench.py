@@ -9,11 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import keras
-
-from .. import data, devices, hardware, input_pipeline, models, training
+from .. import data, devices, pace
 from ..config import EPOCH_BUDGET, make_config
-from ..errors import ConfigError
 from ..running import manifest
 from ..running.files import write_atomic
 
@@ -42,59 +39,25 @@ def images_per_second(run_steps, batch_size: int, steps: int) -> float:
     return steps * batch_size / (time.perf_counter() - started)
 
 
-class StepWindow(keras.callbacks.Callback):
-    """The wall time of the steps after the first ``warmup`` of one ``fit`` (tracing, compilation and the input
-    pipeline's start-up fall before the window; every callback of the run's own is on inside it)."""
-
-    def __init__(self, warmup: int):
-        super().__init__()
-        self.warmup, self.marks = warmup, []
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch + 1 >= self.warmup:
-            self.marks.append((batch + 1, time.perf_counter()))
-
-    def images_per_second(self, batch_size: int) -> float:
-        (first, started), (last, ended) = self.marks[0], self.marks[-1]
-        return (last - first) * batch_size / (ended - started)
-
-
 def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int, overrides: dict | None = None) -> dict:
     """Training images/second of one recipe fed by its own input pipeline, timed over ``steps`` steps after
     ``warmup`` of the same ``fit``, with the run's per-step machinery on (the weight EMA inside the step, the NaN
     check, the epoch state of the input pipeline, ``steps_per_execution``); and of that pipeline alone
     (pretrained weights skipped: same compute, no download). ``overrides`` are ``--set`` changes to the recipe."""
     cfg = make_config(name, **{"weights": None, **(overrides or {})})
-    strategy, placement = hardware.place(cfg)
-    scaling = hardware.scale(cfg, placement.replicas)
-    batch = scaling.global_batch
-    if batch > len(ds.train):
-        raise ConfigError(
-            f"bench: {name}'s global batch {batch} exceeds the {len(ds.train)} training images; "
-            "pass the real data with --data PATH."
-        )
-    with strategy.scope():
-        model = models.build(cfg, ds.train.x[:1000])
-        training.compile_model(model, cfg, warmup + steps, scaling.peak_learning_rate, placement.jit_compile,
-                               placement.steps_per_execution)  # fmt: skip
-        ema = [training.WeightEMA(model, cfg.ema)] if cfg.ema else []
-    state, window = training.EpochState(cfg), StepWindow(warmup)
-    batches = input_pipeline.train_dataset(ds.train, batch, cfg, state.size, state.epoch).repeat()
-    callbacks = [*ema, state, training.StopOnNonFiniteLoss(), window]
-    model.fit(batches, steps_per_epoch=warmup + steps, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
-    train_ips = window.images_per_second(batch)
-    iterator = iter(batches)
+    timing = pace.time_training(cfg, ds, steps, warmup)
+    batch, train_ips = timing.global_batch, timing.images_per_second
+    iterator = iter(timing.batches)
     next(iterator)
     pipeline_ips = images_per_second(lambda n: [next(iterator) for _ in range(n)], batch, max(20, steps))
-    parameters = model.count_params()
-    keras.backend.clear_session()
+    parameters, placement = timing.parameters, timing.placement
     return {
         "recipe": name,
         "overrides": overrides or {},
         "parameters": parameters,
         "global_batch_size": batch,
         "placement": placement.to_dict(),
-        "timed_steps": window.marks[-1][0] - window.marks[0][0],
+        "timed_steps": timing.timed_steps,
         "train_images_per_second": round(train_ips, 1),
         "input_pipeline_images_per_second": round(pipeline_ips, 1),
         "input_pipeline_images_per_second_per_core": round(pipeline_ips / CORES, 1),
