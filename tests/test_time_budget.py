@@ -5,6 +5,7 @@ one line, and shown in the report; after epoch 1 a pace that overruns the budget
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -112,3 +113,32 @@ def test_a_run_times_the_sizes_chooses_records_and_reports(tmp_path):
     assert json.loads((out / "config.json").read_text())["size"] == budget["size"]
     assert f"training size {budget['size']}" in done.stdout
     assert f"chose size {budget['size']}" in (out / "report.html").read_text()
+
+
+@pytest.mark.slow  # TensorFlow starts in the timing child
+def test_a_run_killed_while_timing_leaves_no_timing_process(tmp_path):
+    import os
+    import signal
+    import time
+
+    command = [sys.executable, "-m", "cifar100_helpers", "run", "--recipe", "cpu", "--set", "generated=True",
+               "--set", "verify=False", "--output", str(tmp_path / "run")]  # fmt: skip
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def timing() -> list[str]:
+        found = subprocess.run(["pgrep", "-P", str(process.pid), "-f", "cifar100_helpers.pace"], capture_output=True)
+        return found.stdout.split()
+
+    deadline = time.time() + 120
+    while not timing():
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    (child,) = timing()
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+    deadline = time.time() + 20
+    while os.path.exists(f"/proc/{int(child)}") and time.time() < deadline:
+        time.sleep(0.2)
+    stat = Path(f"/proc/{int(child)}/stat")
+    status = stat.read_text().split()[2] if stat.exists() else "gone"
+    assert status in ("gone", "Z")

@@ -8,6 +8,7 @@ import dataclasses
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +21,7 @@ from .. import data, devices
 from ..commands import leaderboard
 from ..config import EPOCH_BUDGET, RECIPES, SIZES, RunConfig, make_config
 from ..errors import ConfigError, RunError
-from . import history, manifest, progress
+from . import history, jupyter_kernel, manifest, progress
 from .files import exclusive, open_lock, read_json, resolve_path, writable_folder, write_atomic, write_fault
 from .markup import escape
 from .run_dir import RunDir
@@ -221,7 +222,9 @@ def choose_size(cfg: RunConfig, source: Path | None) -> tuple[RunConfig, dict | 
     command = [sys.executable, "-m", "cifar100_helpers.pace", json.dumps(cfg.to_dict()), str(source or "")]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
     print(f"timing the sizes of {cfg.recipe} on this machine for its {cfg.minutes:g}-minute budget ...", flush=True)
-    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env)
+    parent = os.getpid()  # a run killed in any way takes the timing with it (as its notebook kernels)
+    done = subprocess.run(command, stdout=subprocess.PIPE, text=True, env=env,
+                          preexec_fn=lambda: jupyter_kernel.die_with_parent(signal.SIGKILL, parent))  # fmt: skip
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         raise RunError(f"timing the sizes of {cfg.recipe} failed (exit {done.returncode}, its output above): choose "
