@@ -1,7 +1,8 @@
 """The documentation: every relative link in README.md, docs/ and outputs/README.md points at a file that exists and
 that git does not ignore (so it exists in a fresh clone too), and at a heading of that file when it names one; the
 README stays a first screen (at most 200 lines) with the headline `cpu` result, read from its evidence, in its first
-40 lines."""
+40 lines; every sentence or row that presents something as the current `cpu` recipe agrees with config.py and the
+committed evidence, and names nothing superseded (see "Docs held to the evidence" below)."""
 
 import csv
 import json
@@ -152,3 +153,242 @@ def test_the_ladder_table_is_its_evidence():
     table = ladder.table([ladder.rung(*spec) for spec in ladder.RUNGS])
     assert table in (REPO / "docs" / "results.md").read_text(encoding="utf-8")
     assert (REPO / "docs" / "figures" / "cpu_ladder.png").exists()
+
+
+# Docs held to the evidence. A *claim about the current `cpu` recipe* is a table row labelled `cpu` (its first cell
+# starts with `cpu`), a sentence in which `cpu` (the `cpu` recipe, the `cpu` row) is, has, trains, uses, reaches,
+# averages or takes something, or a sentence that calls `cpu` or a recipe today's, latest, final, current or newest.
+# Every setting a claim names (weight decay, widths, batch, learning rate, label smoothing, BN momentum, TTA, training
+# images) must be config.RECIPES["cpu"]'s, every parameter count the one bench measured for its widths, every
+# mean ± std one of the headline sweep's; it may name no superseded run (a committed run trained with other
+# settings), nor its accuracy or its width's parameter count; a row's evidence links must lead to runs of config's
+# settings. History goes in sentences and rows of its own, labelled by the date or commit of its recipe.
+
+CURRENT_WORD = re.compile(r"\b(?:today(?:'s)?|latest|final|current(?:ly)?|newest)\b", re.I)
+NAMES_A_RECIPE = re.compile(r"`cpu`|(?<![\w-])cpu(?![\w-])|\brecipe\b")  # case-sensitive: "CPU" is hardware
+OTHER_RECIPE = re.compile(r"`(?:scratch|transfer|seed|smoke)`")
+VERB = r"(?:is|has|trains|uses|reaches|averages|takes)\b"
+CPU_IN_PRESENT = re.compile(rf"(?:^|[\s(])(?:[Tt]he )?`cpu`(?: recipe| row)? {VERB}")
+NUMBER = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"
+SETTINGS = {  # config field: how the docs write it
+    "weight_decay": re.compile(rf"\bweight decay(?: of)? {NUMBER}"),
+    "learning_rate": re.compile(rf"\blearning rate(?: of)? {NUMBER}"),
+    "label_smoothing": re.compile(rf"\blabel smoothing(?: of)? {NUMBER}"),
+    "bn_momentum": re.compile(rf"\b(?:BN|BatchNorm) momentum(?: of)? {NUMBER}"),
+    "batch_size": re.compile(r"\bbatch(?: size)?(?: of)? (\d[\d,]*)\b"),
+}
+WIDTHS = re.compile(r"\bwidths? (\d+/\d+/\d+(?:(?:,| and|, and) \d+/\d+/\d+)*)")
+TTA_WORDS = r"(flip grid|flip \+ translate|flip)"
+TTA_PHRASE = re.compile(rf"\b{TTA_WORDS}(?: TTA\b| \(\d+ views\))|test-time augmentation \({TTA_WORDS}\b")
+TTA_NAMES = {"flip": "flip", "flip + translate": "flip_translate", "flip grid": "flip_grid"}
+TRAINING_IMAGES = re.compile(r"\b(\d{1,3},\d{3}) training images")
+MILLIONS = re.compile(r"(?<![\d.])(\d+\.\d+)M\b")
+MEAN_STD = re.compile(r"(?<![\d.])(\d+\.\d+) ± (\d+\.\d+)")
+NOT_TRIED = re.compile(rf"\b(?:nothing|anything) (?:above|over|beyond|higher than) {NUMBER}", re.I)
+NOT_THE_RECIPE = {"seed", "data", "verify", "size", "minutes", "deterministic", "allow_over_budget", "generated"}
+OUTPUTS = REPO / "outputs"
+
+
+def sentences(text: str) -> list[str]:
+    return [s for s in re.split(r"(?<=[.!?])\s+(?=[A-Z*`(\[])", text.strip()) if s]
+
+
+def units(path: Path) -> list[tuple[int, str, str, str]]:
+    """(line, kind, text, context) of each heading, table row and sentence outside fenced code, inline code kept:
+    kind "row" for a table row (whose cells are also split into sentences), "sentence" otherwise; context is the
+    paragraph or row the unit stands in."""
+    found, paragraph, fenced = [], [], False  # paragraph: (line number, text) of its lines
+
+    def flush():
+        text, cursor = " ".join(t for _, t in paragraph), 0
+        ends = [sum(len(t) + 1 for _, t in paragraph[: i + 1]) for i in range(len(paragraph))]
+        for sentence in sentences(text):
+            cursor = text.index(sentence, cursor)
+            line = next(n for (n, _), end in zip(paragraph, ends, strict=True) if cursor < end)
+            found.append((line, "sentence", sentence, text))
+        paragraph.clear()
+
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        fenced ^= bool(FENCE.match(line))
+        if fenced or FENCE.match(line) or not line.strip():
+            flush()
+        elif line.lstrip().startswith("|"):
+            flush()
+            if not re.match(r"^\s*\|[\s:|-]*$", line):
+                found.append((number, "row", line, line))
+                found.extend((number, "sentence", s, line) for cell in line.split("|") for s in sentences(cell))
+        elif line.lstrip().startswith("#"):
+            flush()
+            found.append((number, "sentence", line.lstrip("# ").strip(), line))
+        else:
+            if re.match(r"^\s*(?:[-*]|\d+\.)\s", line):  # a list item starts a paragraph
+                flush()
+            paragraph.append((number, line.strip()))
+    flush()
+    return found
+
+
+def is_current_claim(kind: str, text: str) -> bool:
+    if kind == "row":
+        return text.split("|")[1].strip().strip("*").startswith("`cpu`")
+    names_cpu = "`cpu`" in text or (NAMES_A_RECIPE.search(text) and not OTHER_RECIPE.search(text))
+    return bool(CPU_IN_PRESENT.search(text) or (CURRENT_WORD.search(text) and names_cpu))
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def differences(saved: dict, recipe) -> dict:
+    """The recipe's fields that a saved config.json holds with another value: {field: (saved, config's)}."""
+    now = {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.to_dict().items()}
+    return {f: (saved[f], now[f]) for f in sorted(set(saved) & set(now) - NOT_THE_RECIPE) if saved[f] != now[f]}
+
+
+def linked_configs(target: Path) -> list[Path]:
+    """The config.json files of the runs an evidence link leads to (a run's file, a run folder or a sweep)."""
+    folder = target if target.is_dir() else target.parent
+    return [folder / "config.json"] if (folder / "config.json").exists() else sorted(folder.glob("*/config.json"))
+
+
+def superseded(recipe) -> tuple[set, set]:
+    """The top folders under outputs/ of committed runs trained with other settings than the recipe's, and their
+    top-1 figures (each run's and each sweep's mean, plain and with TTA)."""
+    runs = [p.parent for p in OUTPUTS.rglob("config.json") if (p.parent / "metrics.json").exists()]
+    stale = [run for run in runs if differences(read(run / "config.json"), recipe)]
+    folders = {run.relative_to(OUTPUTS).parts[0] for run in stale}
+    groups = [[run] for run in stale] + [[run for run in stale if run.parent.name == name] for name in folders]
+    figures = set()
+    for group in filter(None, groups):
+        metrics = [read(run / "metrics.json") for run in group]
+        figures |= {f"{statistics.mean(m[key] * 100 for m in metrics):.2f}" for key in ("top1", "top1_tta")}
+    return folders, figures
+
+
+def parameter_counts(widths: tuple) -> tuple[int, set]:
+    """The parameter count bench measured for the `cpu` network at these widths, and those of other widths."""
+    counts = {}
+    for bench in OUTPUTS.rglob("bench-*.json"):
+        for entry in read(bench).get("recipes", []):
+            if entry.get("recipe") == "cpu" and "parameters" in entry:
+                counts.setdefault(tuple(entry.get("overrides", {}).get("widths", ())), set()).add(entry["parameters"])
+    assert len(counts.get(widths, ())) == 1, f"bench measured no single parameter count for widths {widths}"
+    (mine,) = counts[widths]
+    return mine, set().union(*counts.values()) - {mine}
+
+
+def headline_sweep(recipe) -> tuple[set, set]:
+    """The README's headline sweep (trained with the recipe's settings): its means ± std as the docs write them
+    (top-1, top-5, superclass, training and whole-pipeline minutes), and its top-1 figures."""
+    sweep = REPO / re.search(r"\]\((outputs/[^)#]+)/sweep\.json\)", headline_row()).group(1)
+    runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
+    stale = {run.name: differences(read(run / "config.json"), recipe) for run in runs}
+    assert not any(stale.values()), f"the README's headline sweep is not config's recipe: {stale}"
+    metrics = [read(run / "metrics.json") for run in runs]
+    keys = ("top1", "top1_tta", "top5", "top5_tta", "superclass_top1")
+    stated = {mean_std([m[key] * 100 for m in metrics], 2) for key in keys}
+    histories = [csv.DictReader((run / "history.csv").read_text().splitlines()) for run in runs]
+    stated.add(mean_std([sum(float(epoch["seconds"]) for epoch in h) / 60 for h in histories], 1))
+    stated.add(mean_std([run["wall_seconds"] / 60 for run in read(sweep / "sweep.json")["runs"]], 1))
+    figures = {f"{m[key] * 100:.2f}" for m in metrics for key in ("top1", "top1_tta")}
+    return stated, figures | {f"{statistics.mean(m[key] * 100 for m in metrics):.2f}" for key in ("top1", "top1_tta")}
+
+
+@pytest.fixture(scope="module")
+def evidence() -> dict:
+    """What config and the committed evidence say is current, and what is superseded."""
+    from cifar100_helpers import config
+
+    recipe = config.RECIPES["cpu"]
+    folders, stale_figures = superseded(recipe)
+    parameters, stale_counts = parameter_counts(recipe.widths)
+    stated, figures = headline_sweep(recipe)
+    tried = {read(p).get("weight_decay") for p in OUTPUTS.rglob("config.json")}
+    tried |= {read(p)["changes"].get("weight_decay") for p in OUTPUTS.rglob("validation.json")}
+    return {
+        "recipe": recipe, "sizes": set(config.SIZES.values()), "stale_folders": folders,
+        "stale_figures": stale_figures - figures, "parameters": parameters, "stale_counts": stale_counts,
+        "mean_std": stated, "tried_weight_decays": tried - {None},
+    }  # fmt: skip
+
+
+def setting_problems(text: str, ev: dict) -> list[str]:
+    recipe, problems = ev["recipe"], []
+    for field, pattern in SETTINGS.items():
+        for value in pattern.findall(text):
+            if float(value.replace(",", "")) != float(getattr(recipe, field)):
+                problems.append(f"{field.replace('_', ' ')} {value}, config has {getattr(recipe, field)}")
+    for listed in WIDTHS.findall(text):
+        triples = [tuple(map(int, t.split("/"))) for t in re.findall(r"\d+/\d+/\d+", listed)]
+        if len(triples) == 1 and triples[0] != recipe.widths:
+            problems.append(f"widths {listed}, config has {recipe.widths}")
+        elif len(triples) > 1 and not set(triples) <= ev["sizes"]:
+            problems.append(f"widths {listed} are not all config.SIZES")
+    for mode in (a or b for a, b in TTA_PHRASE.findall(text)):
+        if TTA_NAMES[mode] != recipe.tta:
+            problems.append(f"{mode} TTA, config has {recipe.tta}")
+    for images in TRAINING_IMAGES.findall(text):
+        if int(images.replace(",", "")) != round(50_000 * (1 - recipe.val_fraction)):
+            problems.append(f"{images} training images, config has val_fraction {recipe.val_fraction}")
+    return problems
+
+
+def measurement_problems(text: str, ev: dict) -> list[str]:
+    problems = []
+    for millions in MILLIONS.findall(text):
+        if millions != f"{ev['parameters'] / 1e6:.{len(millions.split('.')[1])}f}":
+            problems.append(f"{millions}M, but widths {ev['recipe'].widths} have {ev['parameters']:,} parameters")
+    for count in ev["stale_counts"]:
+        if re.search(rf"(?<![\d.,]){count:,}(?![\d,])|(?<![\d.]){count / 1e6:.2f}M", text):
+            problems.append(f"{count:,} parameters are another width's")
+    for mean, std in MEAN_STD.findall(text):
+        if f"{mean} ± {std}" not in ev["mean_std"]:
+            problems.append(f"{mean} ± {std} is none of the headline sweep's means ± std")
+    for folder in ev["stale_folders"]:
+        if re.search(rf"(?<![\w-]){re.escape(folder)}(?![\w-])", text):
+            problems.append(f"names {folder}, trained with other settings than config's")
+    for figure in ev["stale_figures"]:
+        if re.search(rf"(?<![\d.]){re.escape(figure)}%", text):
+            problems.append(f"{figure}% is a superseded run's accuracy")
+    return problems
+
+
+def evidence_link_problems(doc: Path, row: str, recipe) -> list[str]:
+    problems = []
+    for target in filter(is_relative, LINK.findall(row)):
+        path = (doc.parent / target.partition("#")[0]).resolve()
+        if path.is_relative_to(OUTPUTS.resolve()) and path.exists():
+            for saved in linked_configs(path):
+                changed = differences(read(saved), recipe)
+                if changed:
+                    problems.append(f"links {saved.parent.relative_to(REPO)}, trained with (its, config's) {changed}")
+    return problems
+
+
+def test_claims_about_the_current_cpu_recipe_match_config_and_evidence(evidence):
+    """Every sentence or row that presents something as the current `cpu` (see above) states config's settings and
+    the evidence's measurements, and names no superseded run."""
+    found, bad = 0, []
+    for doc in DOCS:
+        for line, kind, text, _ in units(doc):
+            if is_current_claim(kind, text):
+                found += 1
+                problems = setting_problems(text, evidence) + measurement_problems(text, evidence)
+                problems += evidence_link_problems(doc, text, evidence["recipe"]) if kind == "row" else []
+                bad += [f"{doc.relative_to(REPO)}:{line}: {problem}: {text[:150]!r}" for problem in problems]
+    assert found >= 10, f"the claim finder found {found} claims: is a pattern broken?"
+    assert not bad, "claims about the current cpu recipe that config or the evidence contradict:\n" + "\n".join(bad)
+
+
+def test_nothing_tried_is_called_untried(evidence):
+    """A sentence that says nothing above a weight decay X has been tried, in a paragraph or row about weight decay,
+    is wrong once a committed run (config.json, or a tune run's validation.json) trained a weight decay above X."""
+    bad = []
+    for doc in DOCS:
+        for line, _, text, context in units(doc):
+            if "weight decay" in context and re.search(r"\b(?:un)?tried\b", text, re.I):
+                for value in NOT_TRIED.findall(text):
+                    above = sorted(wd for wd in evidence["tried_weight_decays"] if wd > float(value))
+                    if above:
+                        bad.append(f"{doc.relative_to(REPO)}:{line}: {text[:150]!r}: weight decay {above} was tried")
+    assert not bad, "claims that nothing above a weight decay was tried, against the evidence:\n" + "\n".join(bad)
