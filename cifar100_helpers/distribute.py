@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from .devices import cpu_bfloat16, gpu_names, tpu_address, unusable_gpus_line
 from .errors import ConfigError
+from .machine import cpu_bfloat16, gpu_names, tpu_address, unusable_gpus_line
 
 ADAPTIVE_OPTIMIZERS = ("adamw", "rmsprop")  # learning rate scaled with the square root of the batch
 
@@ -110,7 +110,7 @@ def pick_strategy() -> tuple[tf.distribute.Strategy, str]:
 
 
 def precision_for(kind: str) -> str:
-    """bfloat16 on TPU and on CPUs that compute it natively (AVX512_BF16 or AMX, devices.cpu_bfloat16: the `cpu`
+    """bfloat16 on TPU and on CPUs that compute it natively (AVX512_BF16 or AMX, machine.cpu_bfloat16: the `cpu`
     recipe trains 1.37x faster than in float32 on an AVX512_BF16 EPYC), float16 on GPUs with tensor cores
     (compute capability 7.0+), else float32."""
     if kind == "tpu":

@@ -11,7 +11,7 @@ import numpy as np
 
 from .config import RunConfig
 from .data import Cifar100
-from .running.files import write_atomic
+from .files import write_atomic
 
 
 def translated(images: np.ndarray, dy: int, dx: int) -> np.ndarray:

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from ..errors import RunError
+from .errors import RunError
 
 
 @contextlib.contextmanager

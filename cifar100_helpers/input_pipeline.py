@@ -9,18 +9,13 @@ import tensorflow as tf
 from .augment import rand_augment
 from .data import NUM_FINE, Split
 
-ALTERNATING_FLIP_STREAM = 1  # the random stream of the first epoch's flips, apart from the per-batch streams
 
-
-def random_crop_flip(
-    images: tf.Tensor, pad: int, flip: bool, seed: tf.Tensor, flips: tf.Tensor | None = None
-) -> tf.Tensor:
-    """Batch-wise random translation (reflect-pad then crop back) and horizontal flip; ``flips``
-    (one bool per image) replaces the random choice of which images to flip."""
+def random_crop_flip(images: tf.Tensor, pad: int, flip: bool, seed: tf.Tensor) -> tf.Tensor:
+    """Batch-wise random translation (reflect-pad then crop back) and horizontal flip."""
     n, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     seeds = tf.random.experimental.stateless_split(seed, 3)
     if flip:
-        flips = tf.random.stateless_uniform([n], seeds[0]) < 0.5 if flips is None else flips
+        flips = tf.random.stateless_uniform([n], seeds[0]) < 0.5
         images = tf.where(flips[:, None, None, None], tf.reverse(images, axis=[2]), images)
     if pad:
         padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
@@ -64,12 +59,12 @@ def batch_augmenter(cfg, size: tf.Variable | None = None):
     if size is not None:
         steps.append(lambda x, y: (tf.image.resize(x, tf.stack([size, size])), y))
 
-    def augment(index, batch, flips=None):
+    def augment(index, batch):
         images, labels = batch
         seed, crop_seed, rand_augment_seed = tf.unstack(
             tf.random.experimental.stateless_split(tf.stack([tf.cast(cfg.seed, tf.int64), index]), 3)
         )
-        images = random_crop_flip(images, cfg.crop_pad, cfg.flip, seed, flips)
+        images = random_crop_flip(images, cfg.crop_pad, cfg.flip, seed)
         if cfg.crop_scale:
             images = random_resized_crop(images, cfg.crop_scale, crop_seed)
         if cfg.randaugment:
@@ -86,11 +81,9 @@ def train_dataset(
 ) -> tf.data.Dataset:
     """Augmented, batched, prefetched training data with one-hot labels. The order and the random
     augmentations depend only on (seed, epoch), so a resumed run sees exactly the batches an
-    uninterrupted one would; ``epoch`` is set by the training loop at the start of every epoch.
-    With ``cfg.alternating_flip`` each image is flipped in every other epoch, from a random start."""
+    uninterrupted one would; ``epoch`` is set by the training loop at the start of every epoch."""
     epoch = tf.constant(0, tf.int64) if epoch is None else epoch
     images, labels = tf.constant(split.x), tf.constant(one_hot(split))
-    first_flips = tf.random.stateless_uniform([len(split)], [cfg.seed, ALTERNATING_FLIP_STREAM]) < 0.5
 
     def epoch_order(_):
         seed = tf.stack([tf.constant(cfg.seed, tf.int64), tf.cast(epoch, tf.int64)])
@@ -99,10 +92,8 @@ def train_dataset(
     augment = batch_augmenter(cfg, size)
 
     def batch(step, index):
-        odd_epoch = tf.equal(tf.cast(epoch, tf.int64) % 2, 1)
-        flips = tf.not_equal(tf.gather(first_flips, index), odd_epoch) if cfg.alternating_flip else None
         return augment(
-            tf.cast(epoch, tf.int64) * 1_000_000 + step, (tf.gather(images, index), tf.gather(labels, index)), flips
+            tf.cast(epoch, tf.int64) * 1_000_000 + step, (tf.gather(images, index), tf.gather(labels, index))
         )
 
     ds = tf.data.Dataset.from_tensors(0).flat_map(epoch_order).batch(batch_size, drop_remainder=True)

@@ -10,7 +10,6 @@ import keras
 import numpy as np
 from keras import layers
 
-from . import muon, sgd  # noqa: F401 (saved models name these optimizers: importing registers them)
 from .batchnorm import FusedBatchNorm
 from .config import BACKBONE_NAMES, RunConfig
 from .data import IMAGE_SHAPE
@@ -39,16 +38,6 @@ def whitening_filters(images: np.ndarray, size: int = 2, eps: float = 5e-4) -> t
     return kernel.reshape(size, size, 3, -1).astype(np.float32), bias.astype(np.float32)
 
 
-def dirac_kernel(kernel: np.ndarray) -> np.ndarray:
-    """``kernel`` (h, w, in, out) with its first min(in, out) filters replaced by the identity: filter j
-    passes input channel j through unchanged (airbench's dirac initialisation); the rest are kept."""
-    kernel = kernel.copy()
-    n = min(kernel.shape[2], kernel.shape[3])
-    kernel[..., :n] = 0.0
-    kernel[kernel.shape[0] // 2, kernel.shape[1] // 2, np.arange(n), np.arange(n)] = 1.0
-    return kernel
-
-
 def conv_bn(x, width: int, momentum: float):
     x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
     x = FusedBatchNorm(momentum=momentum, epsilon=1e-5)(x)
@@ -72,12 +61,7 @@ def build_airbench(cfg: RunConfig, whitening_images: np.ndarray | None = None) -
         x = conv_bn(x, width, cfg.bn_momentum)
     x = layers.GlobalMaxPooling2D()(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)
-    model = keras.Model(inputs, outputs, name="airbench")
-    if cfg.dirac:
-        for conv in model.layers:
-            if isinstance(conv, layers.Conv2D) and conv.trainable:
-                conv.kernel.assign(dirac_kernel(keras.ops.convert_to_numpy(conv.kernel)))
-    return model
+    return keras.Model(inputs, outputs, name="airbench")
 
 
 def weights_file(constructor) -> tuple[str, str]:

@@ -9,7 +9,7 @@ import time
 
 import keras
 
-from . import hardware, input_pipeline, models, training
+from . import distribute, input_pipeline, models, training
 from .config import SIZES, RunConfig
 from .data import Cifar100
 from .errors import ConfigError
@@ -41,15 +41,15 @@ class Timing:
     timed_steps: int
     parameters: int
     global_batch: int
-    placement: hardware.Placement
+    placement: distribute.Placement
     batches: object  # the run's training input pipeline (repeated), for timing it alone
 
 
 def time_training(cfg: RunConfig, ds: Cifar100, steps: int, warmup: int) -> Timing:
     """Training images/second of ``cfg`` on this machine, fed by its own input pipeline, over ``steps`` steps after
     ``warmup`` of the same ``fit``, with the run's per-step machinery on."""
-    strategy, placement = hardware.place(cfg)
-    batch = hardware.scale(cfg, placement.replicas).global_batch
+    strategy, placement = distribute.place(cfg)
+    batch = distribute.scale(cfg, placement.replicas).global_batch
     if batch > len(ds.train):
         raise ConfigError(
             f"{cfg.recipe}'s global batch {batch} exceeds the {len(ds.train)} training images; pass the real data "
@@ -57,7 +57,7 @@ def time_training(cfg: RunConfig, ds: Cifar100, steps: int, warmup: int) -> Timi
         )
     with strategy.scope():
         model = models.build(cfg, ds.train.x[:1000])
-        training.compile_model(model, cfg, warmup + steps, hardware.scale(cfg, placement.replicas).peak_learning_rate,
+        training.compile_model(model, cfg, warmup + steps, distribute.scale(cfg, placement.replicas).peak_learning_rate,
                                placement.jit_compile, placement.steps_per_execution)  # fmt: skip
         ema = [training.WeightEMA(model, cfg.ema)] if cfg.ema else []
     state, window = training.EpochState(cfg), StepWindow(warmup)

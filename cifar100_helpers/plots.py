@@ -8,8 +8,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import tensorflow as tf
 
+from .files import replacing
 from .input_pipeline import batch_augmenter
-from .running.files import replacing
 
 
 def image_grid(images: np.ndarray, titles: list[str], cols: int = 8, size: float = 1.3) -> plt.Figure:
@@ -242,26 +242,5 @@ def superclass_comparison(a: dict, b: dict) -> plt.Figure:
     ax.invert_yaxis()
     ax.set(xlabel="superclass accuracy (test)", xlim=(0, 1))
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
-def accuracy_ladder(rungs: list[dict]) -> plt.Figure:
-    """Validation top-1 (with TTA) of each rung of a recipe against its training minutes: filled where measured
-    (bfloat16 on a CPU that has it), hollow at the minutes a CPU without bfloat16 needs (float32) for the same
-    network. Each rung: name, minutes, float32_minutes, top1."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    names, top1 = [r["name"] for r in rungs], [100 * r["top1"] for r in rungs]
-    ax.plot([r["minutes"] for r in rungs], top1, "o-", color="tab:blue", label="bfloat16 (AVX512_BF16 / AMX CPU)")
-    ax.plot([r["float32_minutes"] for r in rungs], top1, "o--", color="tab:gray", mfc="none",
-            label="float32 (CPU without bfloat16), same networks")  # fmt: skip
-    for name, r, y in zip(names, rungs, top1, strict=True):
-        ax.annotate(name, (r["minutes"], y), fontsize=8, xytext=(-4, 6), textcoords="offset points", ha="right")
-    ax.set(xlabel="training minutes on 2 CPU cores", ylabel="validation top-1 with TTA (%)",
-           title="cpu recipe: accuracy per training minute")  # fmt: skip
-    ax.axvline(30, color="tab:red", lw=1, ls=":", label="the 30-minute limit")
-    ax.margins(y=0.12)
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
     return fig

@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .running.files import stderr_into
+from .files import stderr_into
 
 tpu_lines: list[str] = []  # TensorFlow's start-up lines about the TPU, where one is present
 
@@ -42,7 +42,7 @@ class QuietLoader(importlib.abc.Loader):
 def report_tpu(text: str) -> None:
     """On a TPU machine, the start-up lines that mention the TPU (libtpu in use by another process, a failed
     initialisation), as one line on stderr."""
-    from .devices import tpu_address
+    from .machine import tpu_address
 
     if not tpu_address():
         return

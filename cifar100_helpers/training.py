@@ -1,13 +1,13 @@
-"""Compile and fit a model within the epoch budget, with per-epoch checkpoints, resumable
-backups and a CSV history that holds every epoch exactly once."""
+"""Training within the epoch budget: the optimizer, loss and learning-rate schedule, the compiled model, the input
+pipelines and the callbacks that belong to the learning itself (the epoch's data order, the weight average, the NaN
+check). What a run keeps on disk each epoch (history, progress, the resume state) is :mod:`.running.epoch_files`,
+which adds its callbacks to the :class:`Fit` made here."""
 
 from __future__ import annotations
 
-import json
+import inspect
 import math
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import keras
 import numpy as np
@@ -16,16 +16,9 @@ import tensorflow as tf
 from . import input_pipeline
 from .config import EPOCH_BUDGET, SIZES, RunConfig
 from .data import Cifar100
+from .distribute import Placement, scale
 from .errors import ConfigError, RunError, TrainingDiverged
-from .hardware import Placement, scale
 from .models import precision_of
-from .muon import MuonConvSGD
-from .running import manifest
-from .running.files import replacing, write_atomic
-from .running.history import history_text, read_history
-from .running.progress import append, epoch_line
-from .running.run_dir import RunDir
-from .sgd import BiasScaledSGD
 
 MIN_WARMUP_STEPS = 50  # a warm-up shorter than this is lengthened: few, large steps need it most
 
@@ -48,18 +41,15 @@ def learning_rate(cfg: RunConfig, steps_per_epoch: int, peak: float | None = Non
 
 
 def make_optimizer(cfg: RunConfig, steps_per_epoch: int, peak: float | None = None) -> keras.optimizers.Optimizer:
+    """The recipe's optimizer on :func:`learning_rate`'s schedule. Keras's ``weight_decay`` is decoupled (AdamW's
+    form, for every optimizer): each step shrinks every weight by learning rate x weight decay, apart from the
+    gradient, so it is not PyTorch's SGD ``weight_decay`` (a term of the gradient, which momentum 0.9 amplifies about
+    tenfold); BatchNorm's scale and shift and the biases are not decayed."""
     lr, decay = learning_rate(cfg, steps_per_epoch, peak), cfg.weight_decay or None
     if cfg.optimizer == "rmsprop":
         return keras.optimizers.RMSprop(lr, weight_decay=decay)
     if cfg.optimizer == "adamw":
         optimizer = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
-    elif cfg.optimizer == "muon":
-        ratio = cfg.muon_learning_rate / cfg.learning_rate
-        optimizer = MuonConvSGD(
-            lr, muon_ratio=ratio, bias_lr_scale=cfg.bias_lr_scale, momentum=cfg.momentum, weight_decay=decay
-        )
-    elif cfg.bias_lr_scale != 1:
-        optimizer = BiasScaledSGD(lr, bias_lr_scale=cfg.bias_lr_scale, momentum=cfg.momentum, weight_decay=decay)
     else:
         optimizer = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=decay)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
@@ -87,14 +77,15 @@ def compile_model(
     return model
 
 
-def check_precision(model: keras.Model, placement: Placement | None, path) -> None:
+def check_precision(model: keras.Model, placement: Placement | None) -> None:
     """Refuse to train a model built under another dtype policy than this runtime's (a float16 model on a TPU would
     train without loss scaling, a float32 one under a pointless loss scale). Notebook 03 loads 02's model with
     ``models.load(path, precision=placement.precision)``, which rebuilds it under this runtime's policy."""
     built = precision_of(model)
     if placement and built != placement.precision:
         raise RunError(
-            f"{path} was built in {built} but this runtime trains in {placement.precision} ({placement.kind}): "
+            f"model {model.name} was built in {built} but this runtime trains in {placement.precision} "
+            f"({placement.kind}): "
             f"load it with models.load(path, precision={placement.precision!r}), as notebook 03 does, to rebuild "
             "it under this runtime's precision with the same weights."
         )
@@ -156,66 +147,6 @@ class StopOnNonFiniteLoss(keras.callbacks.Callback):
             self.where = f"epoch {self.epoch + 1}, {span}"
             self.model.stop_training = True
         self.checked = batches
-
-
-class EpochProgress(keras.callbacks.Callback):
-    """One line per epoch to ``path`` (and to the notebook's output when ``echo``): epoch k/N,
-    loss, accuracy, validation accuracy, seconds, images/second and the ETA of the remaining epochs
-    (their mean time in this attempt)."""
-
-    def __init__(self, path: Path, epochs: int, images_per_epoch: int, echo: bool, minutes: float = 0.0):
-        super().__init__()
-        self.path, self.epochs, self.images, self.echo = Path(path), epochs, images_per_epoch, echo
-        self.minutes = minutes  # the run's training budget: after its first epoch, a line if the pace overruns it
-        self.times: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started
-        self.times.append(seconds)
-        eta = sum(self.times) / len(self.times) * (self.epochs - epoch - 1)
-        lines = [epoch_line(epoch + 1, self.epochs, logs or {}, seconds, self.images / seconds, eta)]
-        projected = (sum(self.times) + eta) / 60  # this attempt's pace (the first epoch's tracing included)
-        if self.minutes and epoch == 0 and projected > self.minutes:
-            lines.append(f"at this pace the {self.epochs} epochs take about {projected:.0f} min, over the "
-                         f"{self.minutes:g}-minute budget: choose a smaller --size for the next run")  # fmt: skip
-        for line in lines:
-            append(self.path, line)
-            if self.echo:
-                print(line, flush=True)
-
-
-class EpochRecorder(keras.callbacks.Callback):
-    """Times each epoch and rewrites ``history.csv`` atomically, one row per epoch (1-based)."""
-
-    def __init__(self, path, images_per_epoch: int):
-        super().__init__()
-        self.path = path
-        self.images_per_epoch = images_per_epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        seconds = time.perf_counter() - self.started
-        measured = {
-            "learning_rate": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
-            "seconds": round(seconds, 2),
-            "images_per_second": round(self.images_per_epoch / seconds, 1),
-        }
-        if logs is not None:
-            logs.update(measured)  # the callbacks after this one (TensorBoard) log them too
-        rows = {r["epoch"]: r for r in read_history(self.path)}
-        rows[epoch + 1] = {**(logs or {}), **measured, "epoch": epoch + 1}
-        write_atomic(self.path, history_text(list(rows.values())))
-
-
-def save_model(model: keras.Model, path: Path) -> None:
-    """``model.save`` under a temporary name, then an atomic rename: never a half-written file."""
-    with replacing(path) as partial:
-        model.save(partial)
 
 
 class WeightEMA(keras.callbacks.Callback):
@@ -283,130 +214,11 @@ class WeightEMA(keras.callbacks.Callback):
             weight.assign(average.read_value())
 
 
-class Backup(keras.callbacks.Callback):
-    """The resume state, the one save of every epoch, crash-safe and with public Keras calls only: the model's
-    and optimizer's weights (and the weight EMA) are written into one of two slots, the one ``state.json`` does not
-    point at, and only then does ``state.json``, replaced atomically, point at it. The slots are overwritten in
-    place, never deleted: on Google Drive's mount a replaced or deleted file goes to Drive's trash and counts
-    against its quota, so a run keeps two copies there, whatever its length. :meth:`restore` before
-    ``fit(initial_epoch=...)`` continues from the last finished epoch.
-
-    ``state.json`` also records how the run trains (``shape``: steps per epoch, global batch, replicas, precision)
-    and the optimizer's step count at that epoch. A resume on other hardware that would change the schedule is
-    refused; a slot that does not hold the step count state.json names (Drive uploads in the background, not in
-    write order, so after a disconnect state.json can be newer than its slot) falls back to the other slot when
-    that one holds the epoch before, else stops with one line."""
-
-    SLOTS = ("a", "b")
-    WEIGHTS = tuple(f"slot-{slot}.weights.h5" for slot in SLOTS)  # what state.json may name (no other path)
-    SCHEDULE = ("steps_per_epoch", "global_batch")  # a change moves the learning-rate schedule: refused
-
-    def __init__(self, folder: Path, ema: WeightEMA | None = None, shape: dict | None = None):
-        super().__init__()
-        self.folder, self.ema, self.shape = Path(folder), ema, shape or {}
-        self.state = self.folder / "state.json"
-        self.slot = self.SLOTS[0]  # the slot the next epoch writes
-
-    def restore(self, model: keras.Model) -> int:
-        """Load the last finished epoch's state into ``model`` (compiled); the epochs finished."""
-        if not self.state.exists():
-            return 0
-        saved = self.read_state()
-        self.check_shape(saved)
-        model.optimizer.build(model.trainable_variables)
-        epoch, slot = int(saved["epoch"]), saved["weights"].split(".")[0].removeprefix("slot-")
-        steps = self.load_slot(model, slot, saved)
-        if epoch and steps == 0:
-            raise RunError(
-                f"The optimizer's state in {self.folder / saved['weights']} did not load (Keras skipped its "
-                "variables: it was saved under another optimizer or loss scaling than this runtime's "
-                f"{keras.mixed_precision.global_policy().name}), so the learning-rate schedule would restart from "
-                f"step 0: resume on the hardware that trained epochs 1-{epoch}, or start a fresh run with --output "
-                "NAME."
-            )
-        elif "iterations" in saved and steps != saved["iterations"]:  # a stale slot: the other one may hold epoch-1
-            epoch, slot = self.fall_back(model, saved, slot, steps)
-        self.slot = self.SLOTS[1] if slot == self.SLOTS[0] else self.SLOTS[0]
-        return epoch
-
-    def fall_back(self, model: keras.Model, saved: dict, slot: str, steps: int) -> tuple[int, str]:
-        """The slot state.json names is stale: continue from the other slot if it holds the epoch before."""
-        epoch, other = int(saved["epoch"]), self.SLOTS[1] if slot == self.SLOTS[0] else self.SLOTS[0]
-        stale = (
-            f"{self.folder / saved['weights']} holds step {steps}, not the step {saved['iterations']} of epoch "
-            f"{epoch} that {self.state} names"
-        )
-        if epoch < 2 or not (self.folder / f"slot-{other}.weights.h5").exists():
-            raise RunError(f"{stale} (an incomplete upload or copy): {self.fresh_start()}")
-        if self.load_slot(model, other, saved) != saved["iterations"] - saved["steps_per_epoch"]:
-            raise RunError(f"{stale}, and the other slot does not hold epoch {epoch - 1}: {self.fresh_start()}")
-        print(f"{stale}: continuing from epoch {epoch - 1} in the other slot (epoch {epoch} is trained again).")
-        return epoch - 1, other
-
-    def fresh_start(self) -> str:
-        return (
-            f"delete {self.folder} and history.csv to train this run again from epoch 1 (then --resume it), or "
-            "start a fresh run with --output NAME."
-        )
-
-    def read_state(self) -> dict:
-        try:
-            saved = json.loads(self.state.read_text())
-            counts = [saved["epoch"], *(saved[k] for k in ("iterations", "steps_per_epoch") if k in saved)]
-            if not (all(type(n) is int and n >= 0 for n in counts) and saved["weights"] in self.WEIGHTS):
-                raise ValueError("unexpected epoch, step count or weights entry")
-            return saved
-        except Exception as exc:  # garbage JSON, a missing key, an unreadable file: the way forward is the same
-            raise RunError(f"The resume state {self.state} is damaged ({brief(exc)}): {self.fresh_start()}") from None
-
-    def check_shape(self, saved: dict) -> None:
-        """Refuse a resume that would change the schedule (another global batch or steps per epoch: another number
-        of replicas, a TPU v2-8 then a v5e-1, two GPUs then one)."""
-        changed = [k for k in self.SCHEDULE if k in saved and k in self.shape and saved[k] != self.shape[k]]
-        if changed:
-            was = ", ".join(f"{k.replace('_', ' ')} {saved[k]}" for k in changed)
-            now = ", ".join(f"{self.shape[k]}" for k in changed)
-            raise RunError(
-                f"Epochs 1-{saved['epoch']} of this run trained with {saved.get('replicas', '?')} replica(s) ({was}); "
-                f"this runtime has {self.shape.get('replicas', '?')} ({now}), so the learning-rate schedule would no "
-                "longer end at zero: resume on hardware with as many devices (a GPU or TPU runtime of the same kind), "
-                "or start a fresh run with --output NAME."
-            )
-
-    def load_slot(self, model: keras.Model, slot: str, saved: dict) -> int:
-        """Load one slot's weights (and EMA) into ``model``; the optimizer's step count it held."""
-        path = self.folder / f"slot-{slot}.weights.h5"
-        try:
-            model.load_weights(path)
-            if self.ema is not None:
-                path = self.folder / f"slot-{slot}.ema.npz"
-                with np.load(path) as ema:
-                    self.ema.load_state(ema)
-        except Exception as exc:  # truncated HDF5, a missing file: the way forward is the same
-            raise RunError(f"The resume state {path} is damaged ({brief(exc)}): {self.fresh_start()}") from None
-        return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        files = {"weights": f"slot-{self.slot}.weights.h5"}
-        self.model.save_weights(self.folder / files["weights"], overwrite=True)
-        if self.ema is not None:
-            files["ema"] = f"slot-{self.slot}.ema.npz"
-            with open(self.folder / files["ema"], "wb") as out:  # in place, like the weights
-                np.savez(out, **self.ema.state())
-        steps = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        write_atomic(self.state, json.dumps({"epoch": epoch + 1, **files, "iterations": steps, **self.shape}))
-        self.slot = self.SLOTS[1] if self.slot == self.SLOTS[0] else self.SLOTS[0]
-
-
-def brief(exc: Exception) -> str:
-    return " ".join(str(exc).split())[:120] or type(exc).__name__
-
-
 @dataclass(frozen=True)
 class Fit:
     """Everything ``model.fit`` needs for one run, made by :func:`prepare`: the input pipelines, the epoch to
-    start from (after a kill, the first one not finished) and the callbacks by name, in the order they run."""
+    start from (after a kill, the first one not finished: :func:`.running.epoch_files.attach`) and the callbacks
+    by name, in the order they run; ``summary`` is what run.json records about the training's shape."""
 
     train_data: tf.data.Dataset
     val_data: tf.data.Dataset | None
@@ -415,21 +227,26 @@ class Fit:
     global_batch: int
     peak_learning_rate: float
     callbacks: dict[str, keras.callbacks.Callback]
+    strategy: tf.distribute.Strategy
+    summary: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> dict:
+        """How the run trains: a resume must keep it (another steps per epoch or global batch moves the schedule)."""
+        keys = ("steps_per_epoch", "global_batch", "replicas", "precision")
+        return {k: self.summary[k] for k in keys}
 
 
 def prepare(
     model: keras.Model,
     ds: Cifar100,
     cfg: RunConfig,
-    run: RunDir,
-    interactive: bool = True,
     strategy: tf.distribute.Strategy | None = None,
     placement: Placement | None = None,
 ) -> Fit:
-    """Compile ``model`` (optimizer, loss, metrics) and load a killed run's last finished epoch, then make the
-    input pipelines and callbacks of :class:`Fit`. The batch and peak learning rate follow the replicas of
-    ``strategy`` (:func:`hardware.scale`); they, the images left out of each epoch by the last partial batch,
-    and the placement are recorded in run.json."""
+    """Compile ``model`` (:func:`compile_model`: optimizer, loss, metrics), then make the input pipelines and the
+    learning's callbacks (weight average, epoch state, NaN check) of :class:`Fit`. The batch and peak learning rate
+    follow the replicas of ``strategy`` (:func:`distribute.scale`)."""
     strategy = strategy or tf.distribute.get_strategy()
     scaling = scale(cfg, strategy.num_replicas_in_sync)
     batch = scaling.global_batch
@@ -438,89 +255,53 @@ def prepare(
         raise ConfigError(
             f"global batch size {batch} exceeds the {len(ds.train)} training images (--set batch_size=...)."
         )
-    check_precision(model, placement, run.untrained_model)
+    check_precision(model, placement)
     jit, per_call = (placement.jit_compile, placement.steps_per_execution) if placement else ("auto", 1)
     with strategy.scope():
         compile_model(model, cfg, steps, scaling.peak_learning_rate, jit, per_call)
         ema = WeightEMA(model, cfg.ema) if cfg.ema else None
-        shape = {"steps_per_epoch": steps, "global_batch": batch, "replicas": strategy.num_replicas_in_sync,
-                 "precision": precision_of(model)}  # fmt: skip
-        backup = Backup(run.backup, ema, shape)
-        finished = backup.restore(model)
-    recorded = len(read_history(run.history))
-    if recorded > finished + 1:  # one more is a kill between the history row and the backup: retrained
-        raise RunError(
-            f"history.csv records {recorded} epoch(s) but the resume state ({backup.state}) only {finished}: "
-            f"it was deleted or replaced. Start a fresh run with --output NAME (or delete history.csv to retrain "
-            "this one from the resume state)."
-        )
     state = EpochState(cfg)
     callbacks = {
         **({"ema": ema} if ema else {}),  # first: validation sees the average
         "epoch_state": state,
         "stop_on_nan": StopOnNonFiniteLoss(),
-        "history": EpochRecorder(run.history, steps * batch),
-        "tensorboard": keras.callbacks.TensorBoard(run.tensorboard),  # per-epoch metrics, learning rate, images/s
-        "progress": EpochProgress(run.progress, cfg.epochs, steps * batch, not interactive, cfg.minutes),
-        "backup": backup,  # last: an epoch counts as finished only once its history row is written
     }
-    manifest.write(
-        run.manifest,
-        training={
-            "replicas": strategy.num_replicas_in_sync,
-            **scaling.to_dict(),
-            "steps_per_epoch": steps,
-            "images_left_out_per_epoch": len(ds.train) - steps * batch,  # a different few each epoch
-            "ema": {"momentum": cfg.ema, "warmup": "min(momentum, (1 + t) / (10 + t))"} if cfg.ema else None,
-            **(placement.to_dict() if placement else {}),
-            "precision": precision_of(model),  # what the model computes in, as built (placement chose it)
-        },
-    )
+    summary = {
+        "replicas": strategy.num_replicas_in_sync,
+        **scaling.to_dict(),
+        "steps_per_epoch": steps,
+        "images_left_out_per_epoch": len(ds.train) - steps * batch,  # a different few each epoch
+        "ema": {"momentum": cfg.ema, "warmup": "min(momentum, (1 + t) / (10 + t))"} if cfg.ema else None,
+        **(placement.to_dict() if placement else {}),
+        "precision": precision_of(model),  # what the model computes in, as built (placement chose it)
+    }
     return Fit(
         train_data=input_pipeline.train_dataset(ds.train, batch, cfg, state.size, state.epoch),
         val_data=input_pipeline.eval_dataset(ds.val, 500) if len(ds.val) else None,
-        initial_epoch=finished,
+        initial_epoch=0,
         steps_per_epoch=steps,
         global_batch=batch,
         peak_learning_rate=scaling.peak_learning_rate,
         callbacks=callbacks,
+        strategy=strategy,
+        summary=summary,
     )
 
 
-def finish(model: keras.Model, fit: Fit, run: RunDir) -> list[dict]:
-    """After ``model.fit``: stop with one line if the loss diverged, else save ``model.keras``; the history."""
+def check_finite(fit: Fit) -> None:
+    """After ``model.fit``: stop with one line if the loss became NaN or infinite."""
     diverged = fit.callbacks["stop_on_nan"].where
     if diverged:
         raise TrainingDiverged(
             f"The loss became NaN or infinite at {diverged}; the run is marked failed. Lower the learning rate "
             f"(now {fit.peak_learning_rate:g}: --set learning_rate=...) or check the data."
         )
-    save_model(model, run.model)
-    return read_history(run.history)
 
 
-def train(
-    model: keras.Model,
-    ds: Cifar100,
-    cfg: RunConfig,
-    run: RunDir,
-    interactive: bool = True,
-    strategy: tf.distribute.Strategy | None = None,
-    placement: Placement | None = None,
-) -> list[dict]:
-    """:func:`prepare`, ``model.fit`` for ``cfg.epochs`` (an interrupted run continues from its last finished
-    epoch), :func:`finish`: what notebook 03 shows step by step."""
-    fit = prepare(model, ds, cfg, run, interactive, strategy, placement)
-    model.fit(
-        fit.train_data,
-        epochs=cfg.epochs,
-        initial_epoch=fit.initial_epoch,
-        validation_data=fit.val_data,
-        callbacks=list(fit.callbacks.values()),
-        shuffle=False,  # tf.data already shuffles, with a seed
-        verbose=1 if interactive else 0,  # a progress bar interactively; else EpochProgress's one line an epoch
-    )
-    return finish(model, fit, run)
+def optimizer_source() -> str:
+    """The Python source that builds the schedule, the optimizer, the loss and the compiled model (what notebook 03
+    shows)."""
+    return "\n\n".join(inspect.getsource(f) for f in (learning_rate, make_optimizer, compile_model))
 
 
 def describe_optimizer(model: keras.Model) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar100_helpers import generated_data
+from cifar100_helpers import distribute, generated_data
 from cifar100_helpers.running import notebook_runner
 
 REPO = Path(__file__).resolve().parent.parent
@@ -19,7 +19,7 @@ FIRST20 = Path(__file__).parent / "fixtures" / "cifar100_test_first20.npz"
 
 @pytest.fixture(autouse=True)
 def float32_policy_after():
-    """hardware.place sets Keras's global dtype policy (bfloat16 on this CPU if it has AVX512_BF16): each test
+    """distribute.place sets Keras's global dtype policy (bfloat16 on this CPU if it has AVX512_BF16): each test
     starts from Keras's default, float32."""
     yield
     import sys
@@ -31,9 +31,8 @@ def float32_policy_after():
 @pytest.fixture
 def cpu_bfloat16(request, monkeypatch):
     """A CPU with (param True) or without (False) native bfloat16, whatever this machine has."""
-    from cifar100_helpers import hardware
 
-    monkeypatch.setattr(hardware, "cpu_bfloat16", lambda: request.param)
+    monkeypatch.setattr(distribute, "cpu_bfloat16", lambda: request.param)
     return request.param
 
 

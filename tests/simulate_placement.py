@@ -2,9 +2,9 @@
 (logical devices must be configured before TensorFlow starts): ``python -m tests.simulate_placement KIND``.
 
 KIND is gpu (one GPU, tensor cores), old_gpu (one GPU without), multi_gpu (two GPUs), tpu, or
-bench3 (bench at three GPUs). The GPUs are logical CPU devices that ``hardware.logical_gpus``
+bench3 (bench at three GPUs). The GPUs are logical CPU devices that ``distribute.logical_gpus``
 reports as GPUs; XLA then compiles for the CPU (XLA:CPU) and mixed precision runs in float16 or
-bfloat16 on it. Nothing here chooses a setting: ``hardware.place`` does, and the real training
+bfloat16 on it. Nothing here chooses a setting: ``distribute.place`` does, and the real training
 loop (or bench) runs with what it chose. Prints one JSON line."""
 
 import dataclasses
@@ -22,16 +22,17 @@ def main(kind: str) -> None:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * DEVICES[kind])
 
-    from cifar100_helpers import config, data, hardware, models, training
+    from cifar100_helpers import config, data, distribute, models
     from cifar100_helpers.commands import bench
     from cifar100_helpers.generated_data import write_archive
+    from cifar100_helpers.running import epoch_files
     from cifar100_helpers.running.run_dir import RunDir
 
     fake_gpus = tf.config.list_logical_devices("CPU")
-    hardware.logical_gpus = lambda: [] if kind == "tpu" else fake_gpus
-    hardware.gpu_capability = lambda: (6, 1) if kind in ("old_gpu", "bench3") else (8, 0)
+    distribute.logical_gpus = lambda: [] if kind == "tpu" else fake_gpus
+    distribute.gpu_capability = lambda: (6, 1) if kind in ("old_gpu", "bench3") else (8, 0)
     if kind == "tpu":  # no TPUStrategy on a CPU: the default strategy with what place() picks for a TPU
-        hardware.pick_strategy = lambda: (tf.distribute.get_strategy(), "tpu")
+        distribute.pick_strategy = lambda: (tf.distribute.get_strategy(), "tpu")
 
     with tempfile.TemporaryDirectory() as tmp:
         archive = write_archive(Path(tmp) / "c100.tar.gz", train_per_class=30 if kind == "bench3" else 8)
@@ -44,11 +45,11 @@ def main(kind: str) -> None:
             print(json.dumps({"refused": fewer_replicas(ds, Path(tmp) / "run")}))
             return
         cfg = config.make_config("smoke", epochs=2, batch_size=16, ema=0.9)  # EMA on mirrored variables too
-        strategy, placement = hardware.place(cfg)
+        strategy, placement = distribute.place(cfg)
         run = RunDir(Path(tmp) / "run").create()
         with strategy.scope():
             model = models.build(cfg, ds.train.x)
-        history = training.train(model, ds, cfg, run, False, strategy, placement)
+        history = epoch_files.train(model, ds, cfg, run, False, strategy, placement)
         record = json.loads(run.manifest.read_text())["training"]
         first_dense = next(w for w in model.weights if "kernel" in w.path and "probabilities" not in w.path)
         print(json.dumps({**record, "epochs": [r["epoch"] for r in history], "loss": history[-1]["loss"],
@@ -57,20 +58,21 @@ def main(kind: str) -> None:
 
 
 def fewer_replicas(ds, folder: Path) -> str:
-    from cifar100_helpers import config, hardware, models, training
+    from cifar100_helpers import config, distribute, models
     from cifar100_helpers.errors import RunError
+    from cifar100_helpers.running import epoch_files
     from cifar100_helpers.running.run_dir import RunDir
 
     cfg = config.make_config("smoke", epochs=2, batch_size=16)
     run = RunDir(folder).create()
-    strategy, placement = hardware.place(dataclasses.replace(cfg, epochs=1))
+    strategy, placement = distribute.place(dataclasses.replace(cfg, epochs=1))
     with strategy.scope():
         model = models.build(cfg, ds.train.x)
-    training.train(model, ds, dataclasses.replace(cfg, epochs=1), run, False, strategy, placement)
-    hardware.logical_gpus = lambda: []  # the next runtime has one device
-    strategy, placement = hardware.place(cfg)
+    epoch_files.train(model, ds, dataclasses.replace(cfg, epochs=1), run, False, strategy, placement)
+    distribute.logical_gpus = lambda: []  # the next runtime has one device
+    strategy, placement = distribute.place(cfg)
     try:
-        training.train(models.build(cfg, ds.train.x), ds, cfg, run, False, strategy, placement)
+        epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, False, strategy, placement)
     except RunError as exc:
         return str(exc)
     return "not refused"

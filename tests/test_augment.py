@@ -92,27 +92,3 @@ def test_train_dataset_yields_float32_under_mixed_precision(archive, mixed_polic
     images, labels = next(iter(batches))
     assert images.shape == (16, 32, 32, 3) and images.dtype == tf.float32 and labels.dtype == tf.float32
     assert images.numpy().min() >= 0 and images.numpy().max() <= 255
-
-
-def flip_states(split, cfg, epoch: int) -> np.ndarray:
-    """Per training image (in split order), whether the epoch's batch showed it flipped."""
-    originals = {image.tobytes(): (i, False) for i, image in enumerate(split.x.astype(np.float32))}
-    originals |= {image[:, ::-1].tobytes(): (i, True) for i, image in enumerate(split.x.astype(np.float32))}
-    images, _ = next(iter(input_pipeline.train_dataset(split, len(split), cfg, epoch=tf.constant(epoch, tf.int64))))
-    seen = dict(originals[np.asarray(image, np.float32).tobytes()] for image in images)
-    return np.array([seen[i] for i in range(len(split))])
-
-
-@pytest.mark.parametrize("alternating", [True, False])
-def test_alternating_flip_flips_each_image_every_other_epoch(archive, alternating):
-    split = data.load(archive, verify=False).train
-    cfg = config.make_config("cpu", crop_pad=0, alternating_flip=alternating)
-    epochs = [flip_states(split, cfg, epoch) for epoch in range(3)]
-    assert 0.4 < epochs[0].mean() < 0.6  # the first epoch flips half the images, at random
-    alternates = np.array_equal(epochs[1], ~epochs[0]) and np.array_equal(epochs[2], epochs[0])
-    assert alternates == alternating
-
-
-def test_alternating_flip_needs_flip():
-    with pytest.raises(config.ConfigError, match="needs flip=True"):
-        config.make_config("cpu", flip=False, alternating_flip=True)

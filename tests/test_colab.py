@@ -303,7 +303,7 @@ def test_a_needed_restart_stops_run_all_with_one_line(monkeypatch):
     shell = InteractiveShell.instance()
     monkeypatch.setattr(shell, "run_line_magic", lambda magic, line: None)  # the installs
     monkeypatch.setattr("IPython.get_ipython", lambda: shell)
-    monkeypatch.setattr("cifar100_helpers.devices.tpu_address", lambda: "local")
+    monkeypatch.setattr("cifar100_helpers.machine.tpu_address", lambda: "local")
     monkeypatch.setattr(colab_setup, "distribution", lambda name: "2.20.0" if name == "tensorflow" else None)
     monkeypatch.setitem(sys.modules, "tensorflow", sys.modules.get("tensorflow") or types.ModuleType("tensorflow"))
     with pytest.raises(colab_setup.RestartNeeded, match="restart the session"):

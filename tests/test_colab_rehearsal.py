@@ -17,7 +17,7 @@ import nbformat
 import pytest
 
 from cifar100_helpers.running import colab
-from cifar100_helpers.training import read_history
+from cifar100_helpers.running.history import read_history
 
 from .conftest import REPO
 

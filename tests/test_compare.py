@@ -4,9 +4,8 @@ import json
 
 import pytest
 
-from cifar100_helpers.commands import leaderboard
 from cifar100_helpers.errors import RunError
-from cifar100_helpers.running import notebook_runner
+from cifar100_helpers.running import leaderboard, notebook_runner
 from cifar100_helpers.running.markup import escape
 
 LR = {v: escape(f"cpu learning_rate={v}") for v in ("0.1", "0.2")}  # as the tables show them

@@ -3,7 +3,7 @@ import dataclasses
 import pytest
 
 from cifar100_helpers import config
-from cifar100_helpers.errors import BudgetError, ConfigError
+from cifar100_helpers.errors import BudgetError, ConfigError, RunError
 
 
 def test_recipes_are_frozen_and_valid():
@@ -15,9 +15,9 @@ def test_recipes_are_frozen_and_valid():
 
 
 def test_auto_picks_transfer_with_accelerator_and_cpu_without(monkeypatch):
-    monkeypatch.setattr(config.devices, "accelerator_present", lambda: False)
+    monkeypatch.setattr(config.machine, "accelerator_present", lambda: False)
     assert config.make_config("auto").recipe == "cpu"
-    monkeypatch.setattr(config.devices, "accelerator_present", lambda: True)
+    monkeypatch.setattr(config.machine, "accelerator_present", lambda: True)
     assert config.make_config("auto").recipe == "transfer"
 
 
@@ -61,3 +61,12 @@ def test_unknown_parameter_suggests_the_right_one():
 def test_from_parameters_none_keeps_recipe_values():
     cfg = config.from_parameters("smoke", data=None, verify=None, epochs=None, seed=4, overrides={"widths": [4, 8]})
     assert (cfg.epochs, cfg.verify, cfg.seed, cfg.widths) == (config.RECIPES["smoke"].epochs, False, 4, (4, 8))
+
+
+def test_a_saved_config_with_retired_options_at_their_defaults_loads_and_one_switched_on_is_refused(tmp_path):
+    from cifar100_helpers.running.notebook_runner import config_from_dict
+
+    saved = config.make_config("smoke").to_dict() | {"dirac": False, "alternating_flip": False, "bias_lr_scale": 1.0}
+    assert config_from_dict(dict(saved), tmp_path / "config.json") == config.make_config("smoke")
+    with pytest.raises(RunError, match=r"config.json: dirac=True: retired options \(docs/recipes.md\)"):
+        config_from_dict(saved | {"dirac": True}, tmp_path / "config.json")

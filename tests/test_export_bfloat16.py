@@ -1,7 +1,7 @@
 """export of a run trained in mixed bfloat16, the default on a CPU with AVX512_BF16/AMX (issue 28): every format is
 written in float32 and checked against the float32 build of the same weights, and an artifact that fails its check
 is not left at the output path to block the retry. The run is faked as in test_predict_export (model.keras and
-config.json, nothing trained), its model built under the policy hardware.precision_for picks on such a CPU."""
+config.json, nothing trained), its model built under the policy distribute.precision_for picks on such a CPU."""
 
 import importlib.util
 import json
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar100_helpers import config, hardware, models
+from cifar100_helpers import config, distribute, models
 from cifar100_helpers.commands import export
 from cifar100_helpers.running.run_dir import RunDir
 
@@ -24,8 +24,8 @@ def bf16_run(tmp_path_factory, first20) -> Path:
     import keras
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(hardware, "cpu_bfloat16", lambda: True)
-        policy = hardware.precision_for("cpu")
+        patch.setattr(distribute, "cpu_bfloat16", lambda: True)
+        policy = distribute.precision_for("cpu")
     assert policy == "mixed_bfloat16"
     cfg = config.make_config("smoke")
     keras.utils.set_random_seed(2)  # an initialisation whose bfloat16 rounding shows on export's own check images

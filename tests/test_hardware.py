@@ -6,7 +6,7 @@ from pathlib import Path
 import keras
 import pytest
 
-from cifar100_helpers import config, devices, hardware
+from cifar100_helpers import config, distribute, machine
 from cifar100_helpers.errors import ConfigError
 
 from .conftest import REPO
@@ -20,7 +20,7 @@ def test_scaling_keeps_batch_and_steps_sane(recipe, replicas):
     """Faked replica counts: the global batch never passes the recipe's cap, each epoch keeps
     enough steps, the learning rate follows the global batch (linear for SGD, sqrt for adaptive)."""
     cfg = config.make_config(recipe)
-    s = hardware.scale(cfg, replicas)
+    s = distribute.scale(cfg, replicas)
     assert s.global_batch == s.per_replica_batch * replicas
     assert s.global_batch <= max(cfg.max_global_batch, cfg.batch_size)
     assert TRAIN_IMAGES // s.global_batch >= 40  # steps per epoch
@@ -32,46 +32,46 @@ def test_scaling_keeps_batch_and_steps_sane(recipe, replicas):
 
 
 def test_scaling_examples():
-    assert hardware.scale(config.make_config("scratch"), 8).to_dict() == {
+    assert distribute.scale(config.make_config("scratch"), 8).to_dict() == {
         "per_replica_batch": 128, "global_batch": 1024, "peak_learning_rate": 0.4, "rule": "linear",
     }  # fmt: skip
-    transfer = hardware.scale(config.make_config("transfer"), 8)
+    transfer = distribute.scale(config.make_config("transfer"), 8)
     assert (transfer.per_replica_batch, transfer.global_batch, transfer.rule) == (32, 256, "sqrt")
     assert transfer.peak_learning_rate == pytest.approx(4e-4)
-    assert hardware.scale(config.make_config("cpu", batch_size=2048), 1).global_batch == 2048  # one replica: as set
+    assert distribute.scale(config.make_config("cpu", batch_size=2048), 1).global_batch == 2048  # one replica: as set
 
 
 def test_xla_only_on_one_gpu():
-    assert hardware.jit_for("gpu", deterministic=False) is True
+    assert distribute.jit_for("gpu", deterministic=False) is True
     for kind in ("cpu", "multi_gpu", "tpu"):
-        assert hardware.jit_for(kind, deterministic=False) is False
-    assert hardware.jit_for("gpu", deterministic=True) is False
+        assert distribute.jit_for(kind, deterministic=False) is False
+    assert distribute.jit_for("gpu", deterministic=True) is False
 
 
 def test_a_cluster_tf_config_is_refused_in_one_line(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["a:1", "b:1"]}, "task": {"type": "worker"}}))
     with pytest.raises(ConfigError, match="cluster of 2 machines.*sweep --address") as err:
-        hardware.place(config.make_config("smoke"))
+        distribute.place(config.make_config("smoke"))
     assert "\n" not in str(err.value)
     for harmless in (json.dumps({"cluster": {"worker": ["a:1"]}}), "not json", "[]", ""):
         monkeypatch.setenv("TF_CONFIG", harmless)
-        assert hardware.cluster_size() <= 1
-        hardware.refuse_multi_worker()
+        assert distribute.cluster_size() <= 1
+        distribute.refuse_multi_worker()
 
 
 @pytest.mark.parametrize("cpu_bfloat16", [True, False], indirect=True)
 def test_cpu_placement_is_bfloat16_where_the_cpu_has_it(cpu_bfloat16):
-    strategy, placement = hardware.place(config.make_config("cpu"))
+    strategy, placement = distribute.place(config.make_config("cpu"))
     assert placement.kind == "cpu" and placement.replicas == 1 and strategy.num_replicas_in_sync == 1
     assert placement.precision == ("mixed_bfloat16" if cpu_bfloat16 else "float32")
     assert keras.mixed_precision.global_policy().name == placement.precision
     assert placement.jit_compile is False  # XLA:CPU trains the cpu net at about half oneDNN's speed
-    _, placement = hardware.place(config.make_config("cpu", mixed_precision=False))  # --float32
+    _, placement = distribute.place(config.make_config("cpu", mixed_precision=False))  # --float32
     assert placement.precision == "float32"
 
 
 @pytest.mark.parametrize(
-    "machine, flags, onednn, cap, expected",
+    "arch, flags, onednn, cap, expected",
     [
         ("x86_64", {"avx512f", "avx512_bf16"}, None, None, True),
         ("x86_64", {"avx512f", "amx_bf16", "amx_tile"}, None, None, True),
@@ -86,80 +86,80 @@ def test_cpu_placement_is_bfloat16_where_the_cpu_has_it(cpu_bfloat16):
         ("x86_64", {"avx512_bf16"}, "false", None, False),  # TensorFlow reads "false" as off too
     ],
 )
-def test_cpu_bfloat16_is_detected_not_assumed(monkeypatch, machine, flags, onednn, cap, expected):
-    monkeypatch.setattr(devices.platform, "machine", lambda: machine)
-    monkeypatch.setattr(devices.platform, "system", lambda: "Linux")
-    monkeypatch.setattr(devices, "cpu_flags", lambda: flags)
+def test_cpu_bfloat16_is_detected_not_assumed(monkeypatch, arch, flags, onednn, cap, expected):
+    monkeypatch.setattr(machine.platform, "machine", lambda: arch)
+    monkeypatch.setattr(machine.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(machine, "cpu_flags", lambda: flags)
     for name, value in (("TF_ENABLE_ONEDNN_OPTS", onednn), ("ONEDNN_MAX_CPU_ISA", cap)):
         if value is None:
             monkeypatch.delenv(name, raising=False)
         else:
             monkeypatch.setenv(name, value)
-    assert devices.cpu_bfloat16() is expected
-    assert (devices.bfloat16_off_reason() is None) is expected
-    assert devices.describe()["cpu_bfloat16"] is expected
+    assert machine.cpu_bfloat16() is expected
+    assert (machine.bfloat16_off_reason() is None) is expected
+    assert machine.describe()["cpu_bfloat16"] is expected
 
 
 def test_cpu_flags_are_read_from_proc_cpuinfo(tmp_path, monkeypatch):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nmodel name\t: Some Xeon\nflags\t\t: fpu sse2 avx512f amx_bf16\n\n"
                        "processor\t: 1\nflags\t\t: fpu\n")  # fmt: skip
-    monkeypatch.setattr(devices, "Path", lambda path: cpuinfo if path == "/proc/cpuinfo" else Path(path))
-    assert devices.cpu_flags() == {"fpu", "sse2", "avx512f", "amx_bf16"}  # the first CPU's line
-    monkeypatch.setattr(devices, "Path", lambda path: tmp_path / "absent")
-    assert devices.cpu_flags() == set()
+    monkeypatch.setattr(machine, "Path", lambda path: cpuinfo if path == "/proc/cpuinfo" else Path(path))
+    assert machine.cpu_flags() == {"fpu", "sse2", "avx512f", "amx_bf16"}  # the first CPU's line
+    monkeypatch.setattr(machine, "Path", lambda path: tmp_path / "absent")
+    assert machine.cpu_flags() == set()
 
 
 @pytest.fixture
 def no_tpu_env(monkeypatch):
     for name in ("TPU_NAME", "COLAB_TPU_ADDR", "TPU_ACCELERATOR_TYPE"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(devices.glob, "glob", lambda pattern: [])
+    monkeypatch.setattr(machine.glob, "glob", lambda pattern: [])
     return monkeypatch
 
 
 def test_tpu_detection(no_tpu_env):
-    assert devices.tpu_address() is None
-    no_tpu_env.setattr(devices.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
-    assert devices.tpu_address() == "local"  # a TPU VM (Colab's TPU runtimes, Cloud TPU VMs)
-    no_tpu_env.setattr(devices.glob, "glob", lambda pattern: [])
+    assert machine.tpu_address() is None
+    no_tpu_env.setattr(machine.glob, "glob", lambda pattern: ["/dev/accel0"] if "accel" in pattern else [])
+    assert machine.tpu_address() == "local"  # a TPU VM (Colab's TPU runtimes, Cloud TPU VMs)
+    no_tpu_env.setattr(machine.glob, "glob", lambda pattern: [])
     no_tpu_env.setenv("COLAB_TPU_ADDR", "10.0.0.2:8470")
-    assert devices.tpu_address() == "grpc://10.0.0.2:8470"  # an older remote TPU node
+    assert machine.tpu_address() == "grpc://10.0.0.2:8470"  # an older remote TPU node
 
 
 def test_a_blank_tpu_name_is_no_tpu(no_tpu_env):
     no_tpu_env.setenv("TPU_NAME", " ")
     no_tpu_env.setenv("COLAB_TPU_ADDR", "")
-    assert devices.tpu_address() is None
+    assert machine.tpu_address() is None
 
 
 def test_an_unknown_isa_cap_is_named_as_unknown(monkeypatch):
-    monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx512_bf16"})
-    monkeypatch.setattr(devices.platform, "machine", lambda: "x86_64")
-    monkeypatch.setattr(devices.platform, "system", lambda: "Linux")
+    monkeypatch.setattr(machine, "cpu_flags", lambda: {"avx512_bf16"})
+    monkeypatch.setattr(machine.platform, "machine", lambda: "x86_64")
+    monkeypatch.setattr(machine.platform, "system", lambda: "Linux")
     monkeypatch.delenv("TF_ENABLE_ONEDNN_OPTS", raising=False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "avx_512")
-    assert "is not a value oneDNN knows" in devices.bfloat16_off_reason()
+    assert "is not a value oneDNN knows" in machine.bfloat16_off_reason()
 
 
 def test_dev_vfio_alone_is_not_a_tpu(no_tpu_env, tmp_path):
     """GPU-passthrough and DPDK hosts have /dev/vfio groups too: only a Google PCI device makes it a TPU."""
-    no_tpu_env.setattr(devices.glob, "glob", lambda pattern: ["/dev/vfio/0"] if "vfio" in pattern else [])
+    no_tpu_env.setattr(machine.glob, "glob", lambda pattern: ["/dev/vfio/0"] if "vfio" in pattern else [])
     for device, vendor in (("0000:00:04.0", "0x10de"), ("0000:00:05.0", "0x8086")):  # NVIDIA, Intel
         (tmp_path / device).mkdir()
         (tmp_path / device / "vendor").write_text(vendor + "\n")
-    no_tpu_env.setattr(devices, "PCI_DEVICES", tmp_path)
-    assert devices.tpu_address() is None
+    no_tpu_env.setattr(machine, "PCI_DEVICES", tmp_path)
+    assert machine.tpu_address() is None
     (tmp_path / "0000:00:06.0").mkdir()
     (tmp_path / "0000:00:06.0" / "vendor").write_text("0x1ae0\n")  # Google: a TPU v5e or later
-    assert devices.tpu_address() == "local"
+    assert machine.tpu_address() == "local"
 
 
 def test_a_tpu_that_does_not_start_stops_the_run(no_tpu_env):
     """A detected TPU that fails to start is one clear line, never a silent fall-back to the CPU recipe."""
     no_tpu_env.setenv("TPU_ACCELERATOR_TYPE", "v5litepod-8")
     with pytest.raises(ConfigError, match=r"A TPU was found \(local\) but TensorFlow could not start it") as err:
-        hardware.pick_strategy()
+        distribute.pick_strategy()
     assert "\n" not in str(err.value)
     assert config.resolve_recipe("auto") == "transfer"
 
@@ -182,7 +182,7 @@ def simulate(kind: str) -> dict:
                 "replicas": 2,
                 "precision": "mixed_float16",
                 "jit_compile": False,
-                "steps_per_execution": 1,  # 8 fails there (hardware.STEPS_PER_EXECUTION)
+                "steps_per_execution": 1,  # 8 fails there (distribute.STEPS_PER_EXECUTION)
             },
         ),
         (

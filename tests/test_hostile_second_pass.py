@@ -13,9 +13,9 @@ import nbformat
 import pytest
 
 from cifar100_helpers import config, data
-from cifar100_helpers.commands import cli, leaderboard
-from cifar100_helpers.running import notebook_runner
-from cifar100_helpers.running.files import replacing, write_atomic
+from cifar100_helpers.commands import cli
+from cifar100_helpers.files import replacing, write_atomic
+from cifar100_helpers.running import leaderboard, notebook_runner
 from cifar100_helpers.running.run_dir import RunDir
 
 from .test_compare import fake_run

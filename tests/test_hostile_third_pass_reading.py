@@ -1,5 +1,5 @@
 """The third hostile pass (issue 28, items 3, 4, 5, 9 and the reading warts): every file a command reads from the
-user goes through running/files.py (regular files only, bounded size and nesting) and every user path through
+user goes through files.py (regular files only, bounded size and nesting) and every user path through
 resolve_path, so a named pipe, deeply nested JSON, a symlink loop or an unusable home ends in one line, exit 2,
 never a hang or a traceback. Commands run as the user runs them, in a subprocess with a timeout, so a hang fails."""
 
@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 
 from cifar100_helpers import config, generated_data
-from cifar100_helpers.commands import cli, leaderboard
-from cifar100_helpers.running import notebook_runner
+from cifar100_helpers.commands import cli
+from cifar100_helpers.running import leaderboard, notebook_runner
 
 from .conftest import REPO
 from .test_compare import fake_run

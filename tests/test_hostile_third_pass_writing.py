@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
+from cifar100_helpers import files
 from cifar100_helpers.commands import bench
 from cifar100_helpers.errors import RunError
-from cifar100_helpers.running import files, notebook_runner
+from cifar100_helpers.running import notebook_runner
 from cifar100_helpers.running.run_dir import RunDir
 
 from .conftest import REPO

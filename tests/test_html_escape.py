@@ -7,8 +7,7 @@ from html.parser import HTMLParser
 import nbformat
 import pytest
 
-from cifar100_helpers.commands import leaderboard
-from cifar100_helpers.running import notebook_runner
+from cifar100_helpers.running import leaderboard, notebook_runner
 from cifar100_helpers.running.markup import escape
 from cifar100_helpers.running.run_dir import RunDir
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cifar100_helpers.training import read_history
+from cifar100_helpers.running.history import read_history
 
 from .conftest import REPO
 

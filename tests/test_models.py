@@ -30,24 +30,6 @@ def test_airbench_output_shape(recipe):
     assert models.forward_check(model, images[:4]).shape == (4, 100)
 
 
-def test_dirac_convolutions_start_as_the_identity():
-    cfg = config.make_config("smoke", dirac=True)  # widths 8/16/16 after 24 whitened channels: every kind
-    model = models.build(cfg)
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D) and layer.trainable]
-    assert len(convs) == 6
-    rng = np.random.default_rng(0)
-    for conv in convs:
-        kernel = keras.ops.convert_to_numpy(conv.kernel)
-        n = min(kernel.shape[2:])
-        features = rng.normal(size=(1, 5, 5, kernel.shape[2])).astype("float32")
-        passed = keras.ops.convert_to_numpy(keras.ops.conv(features, kernel[..., :n], padding="same"))
-        np.testing.assert_allclose(passed, features[..., :n], atol=1e-6)  # filter j passes input channel j
-        if kernel.shape[3] > n:
-            assert np.abs(kernel[..., n:]).mean() > 0.01  # the new filters keep their random start
-    plain = [layer for layer in models.build(config.make_config("smoke")).layers if layer.name.startswith("conv2d")]
-    assert all(keras.ops.convert_to_numpy(conv.kernel)[1, 1, 0, 0] != 1.0 for conv in plain)  # off by default
-
-
 def test_seed_model_without_pretrained_weights():
     cfg = config.make_config("seed", weights=None)
     model = models.build(cfg)

@@ -39,8 +39,8 @@ def test_02_shows_the_networks_code_and_its_layers():
 
 def test_03_shows_the_optimizer_the_schedule_and_the_fit_call():
     source = "\n".join(code_lines(notebook_runner.NOTEBOOK_DIR / "03_train.ipynb"))
-    for shown in ("training.describe_optimizer(model)", "plots.learning_rate_schedule(", "model.fit(",
-                  "callbacks=list(fit.callbacks.values())", "training.finish("):  # fmt: skip
+    for shown in ("training.optimizer_source()", "training.describe_optimizer(model)", "plots.learning_rate_schedule(",
+                  "model.fit(", "callbacks=list(fit.callbacks.values())", "epoch_files.finish("):  # fmt: skip
         assert shown in source
     shown = outputs("03_train.ipynb")
     assert "optimizer: SGD(" in shown and "label_smoothing" in shown and "ema_momentum" not in shown

@@ -5,10 +5,11 @@ import json
 import nbformat
 import pytest
 
-from cifar100_helpers import config, training
+from cifar100_helpers import config
 from cifar100_helpers.commands import cli
 from cifar100_helpers.errors import RunError
 from cifar100_helpers.running import notebook_runner
+from cifar100_helpers.running.history import read_history
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +126,7 @@ def test_a_run_that_holds_out_nothing_completes(tmp_path):
     """cpu trains on every training image (val_fraction 0): each notebook copes without a validation split."""
     run = notebook_runner.run(config.make_config("smoke", val_fraction=0.0), tmp_path / "run")
     assert json.loads(run.manifest.read_text())["status"] == "completed"
-    assert [row["val_accuracy"] for row in training.read_history(run.history)] == [None]
+    assert [row["val_accuracy"] for row in read_history(run.history)] == [None]
     results = nbformat.read(run.notebook("04_results.ipynb"), as_version=4)
     assert "no temperature is fitted" in json.dumps(results.cells)
     calibration = json.loads(run.metrics.read_text())["calibration"]

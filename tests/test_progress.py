@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from cifar100_helpers import config, data, models, training
-from cifar100_helpers.running import progress
+from cifar100_helpers import config, data, models
+from cifar100_helpers.running import epoch_files, progress
 from cifar100_helpers.running.run_dir import RunDir
 
 from .conftest import REPO
@@ -38,7 +38,7 @@ def test_epoch_lines_and_tensorboard_events(archive, tmp_path):
     cfg = config.make_config("smoke", epochs=2)
     ds = data.load(archive, verify=False)
     run = RunDir(tmp_path / "run").create()
-    training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     lines = run.progress.read_text().splitlines()
     assert len(lines) == 2 and "epoch 1/2: loss " in lines[0] and "val_accuracy" in lines[0]
     assert "images/s, ETA" in lines[0] and lines[1].endswith("remaining 0 epoch(s)")

@@ -8,6 +8,7 @@ import pytest
 
 from cifar100_helpers import config, data, models, training
 from cifar100_helpers.errors import ConfigError
+from cifar100_helpers.running import epoch_files
 from cifar100_helpers.running.run_dir import RunDir
 
 SMALL = {
@@ -35,7 +36,7 @@ def test_recipe_takes_real_training_steps(recipe, small_data, tmp_path):
     before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights[-1:]]
     limited = data.Cifar100(small_data.train.take(np.arange(96)), small_data.val.take(np.arange(32)),
                             small_data.test, small_data.fine_names, small_data.coarse_names, "generated")  # fmt: skip
-    history = training.train(model, limited, cfg, RunDir(tmp_path).create(), interactive=False)
+    history = epoch_files.train(model, limited, cfg, RunDir(tmp_path).create(), interactive=False)
     assert len(history) == 2 and np.isfinite(history[-1]["loss"])
     assert not np.array_equal(before[0], keras.ops.convert_to_numpy(model.trainable_weights[-1]))
     keras.backend.clear_session()

@@ -13,7 +13,7 @@ import pytest
 
 from cifar100_helpers.errors import RunError
 from cifar100_helpers.running import notebook_runner
-from cifar100_helpers.training import read_history
+from cifar100_helpers.running.history import read_history
 
 from .conftest import REPO
 

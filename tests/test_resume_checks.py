@@ -10,10 +10,11 @@ import sys
 
 import pytest
 
-from cifar100_helpers import config, data, models, training
+from cifar100_helpers import config, data, models
 from cifar100_helpers.errors import RunError
+from cifar100_helpers.running import epoch_files
+from cifar100_helpers.running.history import read_history
 from cifar100_helpers.running.run_dir import RunDir
-from cifar100_helpers.training import read_history
 
 from .conftest import REPO
 
@@ -26,9 +27,9 @@ def trained(archive, tmp_path_factory):
     ds = data.load(archive, verify=False)
     run = RunDir(folder / "run").create()
     short = dataclasses.replace(cfg, epochs=2)
-    training.train(models.build(cfg, ds.train.x), ds, short, run, interactive=False)
+    epoch_files.train(models.build(cfg, ds.train.x), ds, short, run, interactive=False)
     shutil.copytree(run.backup, folder / "after-epoch-2")
-    training.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=3), run, interactive=False)
+    epoch_files.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=3), run, interactive=False)
     return cfg, ds, folder
 
 
@@ -47,7 +48,7 @@ def test_a_stale_slot_falls_back_to_the_other_one(three_epochs, capsys):
     state = json.loads((run.backup / "state.json").read_text())
     assert state["epoch"] == 3 and state["weights"] == "slot-a.weights.h5"
     shutil.copy(old / "slot-a.weights.h5", run.backup / "slot-a.weights.h5")  # epoch 1's weights
-    history = training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    history = epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     assert "continuing from epoch 2 in the other slot (epoch 3 is trained again)" in capsys.readouterr().out
     assert [row["epoch"] for row in history] == [1, 2, 3, 4]
 
@@ -57,7 +58,7 @@ def test_a_stale_slot_without_a_good_other_slot_stops_in_one_line(three_epochs):
     for slot in ("a", "b"):
         shutil.copy(old / "slot-a.weights.h5", run.backup / f"slot-{slot}.weights.h5")  # epoch 1 in both
     with pytest.raises(RunError, match="holds step .* not the step .* of epoch 3") as err:
-        training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+        epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     assert "other slot does not hold epoch 2" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -66,7 +67,7 @@ def test_a_resume_with_another_global_batch_is_refused(three_epochs):
     cfg, ds, run, _ = three_epochs
     other = dataclasses.replace(cfg, batch_size=cfg.batch_size * 2)
     with pytest.raises(RunError, match=r"trained with 1 replica\(s\) \(steps per epoch \d+, global batch 32\)") as e:
-        training.train(models.build(other, ds.train.x), ds, other, run, interactive=False)
+        epoch_files.train(models.build(other, ds.train.x), ds, other, run, interactive=False)
     assert "would no longer end at zero" in str(e.value) and "\n" not in str(e.value)
 
 
@@ -82,5 +83,5 @@ def test_a_resume_on_fewer_replicas_is_refused(tmp_path):
 
 def test_an_untouched_resume_records_the_same_history(three_epochs):
     cfg, ds, run, _ = three_epochs
-    history = training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    history = epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     assert [row["epoch"] for row in history] == [1, 2, 3, 4] == [r["epoch"] for r in read_history(run.history)]

@@ -16,8 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from cifar100_helpers.commands import cli, leaderboard, sweep
+from cifar100_helpers.commands import cli, sweep
 from cifar100_helpers.errors import ConfigError
+from cifar100_helpers.running import leaderboard
 from cifar100_helpers.running.run_dir import SweepDir
 
 from .conftest import REPO

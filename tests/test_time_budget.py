@@ -12,6 +12,7 @@ import pytest
 from cifar100_helpers import config, pace, training
 from cifar100_helpers.config import SIZES
 from cifar100_helpers.errors import ConfigError
+from cifar100_helpers.running import epoch_files
 
 from .conftest import REPO
 
@@ -86,7 +87,7 @@ def test_the_largest_size_that_fits_is_chosen(monkeypatch, speeds, minutes, chos
 
 
 def test_after_epoch_one_an_overrunning_pace_is_said_in_one_line(tmp_path, capsys):
-    progress = training.EpochProgress(tmp_path / "progress.log", 10, 50_000, echo=True, minutes=30)
+    progress = epoch_files.EpochProgress(tmp_path / "progress.log", 10, 50_000, echo=True, minutes=30)
     progress.on_epoch_begin(0)
     progress.started -= 300  # a 5-minute first epoch: about 50 minutes for 10
     progress.on_epoch_end(0, {"loss": 4.0, "accuracy": 0.1})

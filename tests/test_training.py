@@ -6,8 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from cifar100_helpers import config, data, evaluation, hardware, models, training
+from cifar100_helpers import config, data, distribute, evaluation, models, training
 from cifar100_helpers.errors import RunError
+from cifar100_helpers.running import epoch_files
+from cifar100_helpers.running.history import history_text, read_history
 from cifar100_helpers.running.run_dir import RunDir
 
 
@@ -39,7 +41,7 @@ def test_cpu_recipe_learns_generated_data(archive, tmp_path):
     ds = data.load(archive, verify=False, val_fraction=cfg.val_fraction)
     run = RunDir(tmp_path / "run").create()
     model = models.build(cfg, ds.train.x)
-    history = training.train(model, ds, cfg, run, interactive=False)
+    history = epoch_files.train(model, ds, cfg, run, interactive=False)
     assert [r["epoch"] for r in history] == [1, 2, 3, 4]
     assert all(r["images_per_second"] > 0 and r["seconds"] > 0 for r in history)
     assert history[-1]["learning_rate"] == pytest.approx(0.0, abs=1e-3)
@@ -57,7 +59,7 @@ def test_bfloat16_on_the_cpu_keeps_float32_where_it_matters(cpu_bfloat16, archiv
 
     cfg = config.make_config("smoke", epochs=2, ema=0.9, seed=3)
     ds = data.load(archive, verify=False)
-    strategy, placement = hardware.place(cfg)
+    strategy, placement = distribute.place(cfg)
     assert placement.precision == "mixed_bfloat16"
     run = RunDir(tmp_path / "run").create()
     model = models.build(cfg, ds.train.x)
@@ -69,7 +71,7 @@ def test_bfloat16_on_the_cpu_keeps_float32_where_it_matters(cpu_bfloat16, archiv
     state = training.EpochState(cfg)
     images, _ = next(iter(input_pipeline.train_dataset(ds.train, 16, cfg, state.size, state.epoch)))
     assert images.dtype in ("uint8", "float32")  # exact pixels: the model's first layer casts them
-    history = training.train(model, ds, cfg, run, False, strategy, placement)
+    history = epoch_files.train(model, ds, cfg, run, False, strategy, placement)
     assert np.isfinite(history[-1]["loss"]) and history[-1]["accuracy"] > 0.05  # chance: 0.01
     assert json.loads(run.manifest.read_text())["training"]["precision"] == "mixed_bfloat16"
     saved = keras.models.load_model(run.model)
@@ -85,8 +87,8 @@ def test_history_keeps_one_row_per_epoch(tmp_path):
     merged = {}
     for row in rows:
         merged[row["epoch"]] = row
-        path.write_text(training.history_text(list(merged.values())))
-    history = training.read_history(path)
+        path.write_text(history_text(list(merged.values())))
+    history = read_history(path)
     assert [(r["epoch"], r["loss"]) for r in history] == [(1, 2.0), (2, 0.5)]
 
 
@@ -107,12 +109,12 @@ def test_training_again_after_it_finished_trains_nothing(archive, tmp_path):
     cfg = config.make_config("smoke", epochs=2)
     ds = data.load(archive, verify=False)
     run = RunDir(tmp_path / "run").create()
-    training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     first = keras.models.load_model(run.model).get_weights()
     again = (
         keras.models.load_model(run.untrained_model) if run.untrained_model.exists() else models.build(cfg, ds.train.x)
     )
-    history = training.train(again, ds, cfg, run, interactive=False)
+    history = epoch_files.train(again, ds, cfg, run, interactive=False)
     assert [r["epoch"] for r in history] == [1, 2]
     assert all(np.array_equal(a, b) for a, b in zip(first, again.get_weights(), strict=True))
 
@@ -127,7 +129,7 @@ def test_weight_ema_with_few_steps_saves_what_validation_measured(archive, tmp_p
     )
     ds = data.load(archive, verify=False, val_fraction=cfg.val_fraction)
     run = RunDir(tmp_path / "run").create()
-    history = training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    history = epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     saved = keras.models.load_model(run.model)
     val_accuracy = evaluation.top_k_accuracy(evaluation.predict(saved, ds.val.x), ds.val.fine, 1)
     assert val_accuracy == pytest.approx(history[-1]["val_accuracy"], abs=1e-6)
@@ -145,7 +147,7 @@ def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(cpu_bfloat1
     ds = data.load(archive, verify=False)
 
     def fit(folder):
-        _, placement = hardware.place(cfg)
+        _, placement = distribute.place(cfg)
         assert placement.precision == ("mixed_bfloat16" if cpu_bfloat16 else "float32")
         run = RunDir(tmp_path / folder).create()
         model = models.build(cfg, ds.train.x)
@@ -153,22 +155,22 @@ def test_a_crash_after_an_epoch_resumes_to_the_same_weights_with_ema(cpu_bfloat1
         return run, model
 
     straight, model = fit("straight")
-    training.train(model, ds, cfg, straight, interactive=False)
+    epoch_files.train(model, ds, cfg, straight, interactive=False)
 
     crashed, model = fit("crashed")
-    save = training.Backup.on_epoch_end
+    save = epoch_files.Backup.on_epoch_end
 
     def crash_after_epoch_two(self, epoch, logs=None):
         save(self, epoch, logs)
         if epoch == 1:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(training.Backup, "on_epoch_end", crash_after_epoch_two)
+    monkeypatch.setattr(epoch_files.Backup, "on_epoch_end", crash_after_epoch_two)
     with pytest.raises(KeyboardInterrupt):
-        training.train(model, ds, cfg, crashed, interactive=False)
-    monkeypatch.setattr(training.Backup, "on_epoch_end", save)
+        epoch_files.train(model, ds, cfg, crashed, interactive=False)
+    monkeypatch.setattr(epoch_files.Backup, "on_epoch_end", save)
     resumed = keras.models.load_model(crashed.untrained_model)
-    history = training.train(resumed, ds, cfg, crashed, interactive=False)
+    history = epoch_files.train(resumed, ds, cfg, crashed, interactive=False)
     assert [r["epoch"] for r in history] == [1, 2, 3]
     expected = keras.models.load_model(straight.model).get_weights()
     for a, b in zip(keras.models.load_model(crashed.model).get_weights(), expected, strict=True):
@@ -197,10 +199,10 @@ def test_damaged_resume_state_names_the_file_and_the_way_forward(archive, tmp_pa
     cfg = config.make_config("smoke", epochs=3)
     ds = data.load(archive, verify=False)
     run = RunDir(tmp_path / "run").create()
-    training.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=2), run, interactive=False)
+    epoch_files.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=2), run, interactive=False)
     damage(run.backup)
     with pytest.raises(RunError, match=message) as err:
-        training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+        epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     assert "fresh run" in str(err.value) and "\n" not in str(err.value)
 
 
@@ -248,7 +250,8 @@ def test_only_the_nan_check_acts_per_batch_and_one_save_an_epoch(archive, tmp_pa
 
     cfg = config.make_config("smoke", ema=0.9)
     ds = data.load(archive, verify=False)
-    fit = training.prepare(models.build(cfg, ds.train.x), ds, cfg, RunDir(tmp_path / "run").create(), False)
+    model = models.build(cfg, ds.train.x)
+    fit = epoch_files.attach(training.prepare(model, ds, cfg), model, cfg, RunDir(tmp_path / "run").create(), False)
     per_batch = [n for n, c in fit.callbacks.items() if n != "tensorboard" and not is_default(c.on_train_batch_end)]
     assert per_batch == ["stop_on_nan"] and "checkpoint" not in fit.callbacks
 
@@ -278,7 +281,7 @@ def test_one_resume_save_an_epoch_in_two_slots_overwritten_in_place(archive, tmp
     cfg = config.make_config("smoke", epochs=3, ema=0.9)
     ds = data.load(archive, verify=False)
     run = RunDir(tmp_path / "run").create()
-    training.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
+    epoch_files.train(models.build(cfg, ds.train.x), ds, cfg, run, interactive=False)
     names = sorted(p.name for p in run.backup.iterdir())
     assert names == ["slot-a.ema.npz", "slot-a.weights.h5", "slot-b.ema.npz", "slot-b.weights.h5", "state.json"]
     steps = len(ds.train) // cfg.batch_size
@@ -298,16 +301,16 @@ def test_a_model_built_under_another_precision_is_refused_or_rebuilt(cpu_bfloat1
         model = models.build(cfg, ds.train.x)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    strategy, placement = hardware.place(cfg)  # this runtime: a CPU without bfloat16, float32
+    strategy, placement = distribute.place(cfg)  # this runtime: a CPU without bfloat16, float32
     with pytest.raises(RunError, match=f"built in {policy} but this runtime trains in float32") as err:
-        training.prepare(model, ds, cfg, RunDir(tmp_path / "run").create(), False, strategy, placement)
+        training.prepare(model, ds, cfg, strategy, placement)
     assert "models.load(path, precision='float32')" in str(err.value) and "\n" not in str(err.value)
     model.save(tmp_path / "untrained.keras")  # what 03 does with 02's model: rebuilt, same weights, trains
     rebuilt = models.load(tmp_path / "untrained.keras", precision=placement.precision)
     assert models.precision_of(rebuilt) == "float32" and rebuilt.layers[-2].compute_dtype == "float32"
     for a, b in zip(rebuilt.get_weights(), model.get_weights(), strict=True):
         assert np.array_equal(a, b)
-    assert training.train(rebuilt, ds, cfg, RunDir(tmp_path / "run2").create(), False, strategy, placement)
+    assert epoch_files.train(rebuilt, ds, cfg, RunDir(tmp_path / "run2").create(), False, strategy, placement)
 
 
 def test_a_float32_model_on_a_runtime_that_wants_float16_is_refused(archive, tmp_path):
@@ -315,9 +318,9 @@ def test_a_float32_model_on_a_runtime_that_wants_float16_is_refused(archive, tmp
     cfg = config.make_config("smoke")
     ds = data.load(archive, verify=False)
     model = models.build(cfg, ds.train.x)  # float32
-    gpu = hardware.Placement("gpu", 1, "mixed_float16", jit_compile=False, deterministic=False)
+    gpu = distribute.Placement("gpu", 1, "mixed_float16", jit_compile=False, deterministic=False)
     with pytest.raises(RunError, match="built in float32 but this runtime trains in mixed_float16 \\(gpu\\)"):
-        training.prepare(model, ds, cfg, RunDir(tmp_path / "run").create(), False, placement=gpu)
+        training.prepare(model, ds, cfg, placement=gpu)
 
 
 def test_a_resume_whose_optimizer_state_is_skipped_stops_with_one_line(archive, tmp_path):
@@ -326,8 +329,8 @@ def test_a_resume_whose_optimizer_state_is_skipped_stops_with_one_line(archive, 
     cfg = config.make_config("smoke", epochs=2)
     ds = data.load(archive, verify=False)
     run = RunDir(tmp_path / "run").create()
-    training.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=1), run, interactive=False)
+    epoch_files.train(models.build(cfg, ds.train.x), ds, dataclasses.replace(cfg, epochs=1), run, interactive=False)
     other = dataclasses.replace(cfg, optimizer="adamw")  # a different set of optimizer variables
     with pytest.raises(RunError, match="optimizer's state in .* did not load") as err:
-        training.train(models.build(other, ds.train.x), ds, other, run, interactive=False)
+        epoch_files.train(models.build(other, ds.train.x), ds, other, run, interactive=False)
     assert "step 0" in str(err.value) and "\n" not in str(err.value)

@@ -9,10 +9,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from .. import data, devices, pace
+from .. import data, machine, pace
 from ..config import EPOCH_BUDGET, make_config
+from ..files import write_atomic
 from ..running import manifest
-from ..running.files import write_atomic
 
 TRAIN_IMAGES = 45_000  # the training split after the default 5,000-image validation hold-out
 CORES = os.cpu_count() or 1
@@ -82,7 +82,7 @@ def run(recipes: list[str], ds: data.Cifar100, steps: int = 30, warmup: int = 5,
     return {
         "measured": manifest.now(),
         "data": ds.source,
-        "hardware": devices.describe(),
+        "hardware": machine.describe(),
         "versions": manifest.package_versions(),
         "steps": steps,
         "recipes": rows,

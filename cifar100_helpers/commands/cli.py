@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..config import RECIPE_NAMES, SIZES, resolve_recipe
 from ..errors import Cifar100Error, ConfigError, Interrupted, OutputError
-from ..running.files import writing
+from ..files import writing
 from ..running.jupyter_kernel import end_with_parent_if_asked, terminate_as_interrupt
 from ..running.run_dir import check_output
 
@@ -333,7 +333,7 @@ def bench_command(args: argparse.Namespace) -> None:
     gpu_images_per_second = positive_number(args.gpu_images_per_second, "--gpu-images-per-second")
     output = check_output(args.output, folder=False)
     overrides = dict(parse_setting(s) for s in args.set)
-    from ..devices import accelerator_present
+    from ..machine import accelerator_present
     from . import bench  # TensorFlow: after the checks, which answer at once
 
     recipes, notes = bench.choose(args.recipes, BENCH_RECIPES, accelerator_present())

@@ -34,8 +34,8 @@ import tensorflow as tf
 
 from ..data import IMAGE_SHAPE
 from ..errors import ExportError
+from ..files import stderr_into
 from ..models import precision_of
-from ..running.files import stderr_into
 from ..running.run_dir import RunDir, check_output
 from .predict import check_run, load_model
 

@@ -13,10 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from .. import devices
+from .. import machine
 from ..errors import ConfigError
+from ..files import write_atomic
 from ..running import manifest
-from ..running.files import write_atomic
 
 RUN_EPOCHS = 2  # enough to see the epoch time and that accuracy climbs, short enough for minutes
 
@@ -64,7 +64,7 @@ def run(
     if folder.exists() or output.exists():
         raise ConfigError(f"{output} or {folder} already exists: choose another --output.")
     folder.mkdir(parents=True)
-    result = {"started": manifest.now(), "hardware": devices.describe(), "versions": manifest.package_versions()}
+    result = {"started": manifest.now(), "hardware": machine.describe(), "versions": manifest.package_versions()}
 
     bench_json = folder / "bench.json"
     bench_args = ["bench", *data_args, "--output", str(bench_json), *(["--recipes", *recipes] if recipes else [])]

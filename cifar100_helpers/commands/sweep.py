@@ -25,11 +25,10 @@ import time
 from pathlib import Path
 
 from ..errors import Cifar100Error, ConfigError, Interrupted, RunError
-from ..running import manifest, reaper
-from ..running.files import exclusive, open_lock, read_json, stderr_into, write_atomic, writing
+from ..files import exclusive, open_lock, read_json, stderr_into, write_atomic, writing
+from ..running import leaderboard, manifest, reaper
 from ..running.jupyter_kernel import END_WITH_PARENT, terminate_as_interrupt
 from ..running.run_dir import SweepDir
-from . import leaderboard
 
 RAY_MISSING = "sweep needs Ray: pip install -e .[sweep]"
 LOCAL_OBJECT_STORE = 100 * 2**20  # tasks return small dicts only; Ray's default would take 30% of the memory

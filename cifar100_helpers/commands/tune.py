@@ -10,11 +10,11 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import data, devices, evaluation, hardware, models, pace, training
+from .. import data, distribute, evaluation, machine, models, pace
 from ..config import SIZES, TTA_MODES, RunConfig
 from ..errors import ConfigError, RunError
-from ..running import manifest, notebook_runner
-from ..running.files import read_json, write_atomic
+from ..files import read_json, write_atomic
+from ..running import epoch_files, manifest, notebook_runner
 from ..running.run_dir import RunDir
 
 HOLDOUT = 0.1  # of the training split, when the recipe itself holds out nothing
@@ -77,11 +77,11 @@ def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
             "that command's --set values to continue it."
         )
     write_atomic(run.config, json.dumps(settings, indent=1))
-    strategy, placement = hardware.place(cfg)
+    strategy, placement = distribute.place(cfg)
     with strategy.scope():
         model = models.build(cfg, ds.train.x[:5000])
     started = time.time()
-    history = training.train(model, ds, cfg, run, interactive=False, strategy=strategy, placement=placement)
+    history = epoch_files.train(model, ds, cfg, run, interactive=False, strategy=strategy, placement=placement)
     top1 = {
         mode: evaluation.top_k_accuracy(evaluation.predict(model, ds.val.x, mode), ds.val.fine, 1) for mode in TTA_MODES
     }
@@ -97,7 +97,7 @@ def train_and_score(cfg: RunConfig, run: RunDir, changes: dict) -> dict:
         "precision": placement.precision,
         **({"budget": budget} if budget else {}),
         **manifest.git_state(notebook_runner.REPO),
-        "hardware": devices.describe(),
+        "hardware": machine.describe(),
     }
     write_atomic(run.root / "validation.json", json.dumps(result, indent=1))
     return result

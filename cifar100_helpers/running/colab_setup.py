@@ -1,6 +1,6 @@
 """Google Colab set-up, run by every notebook's first code cell with ``%run``: install this repository's package
 (the TPU build of TensorFlow on a TPU runtime), make it importable in the running kernel and mount Google Drive.
-Standard library and IPython only until the package is installed (devices.py, which it reads, is too)."""
+Standard library and IPython only until the package is installed (machine.py, which it reads, is too)."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ def main() -> None:
     from IPython import get_ipython
 
     sys.path.insert(0, str(REPO))  # this kernel started before the install
-    from cifar100_helpers.devices import tpu_address
+    from cifar100_helpers.machine import tpu_address
 
     names = (*CPU_BUILDS, "tensorflow-tpu")
     commands, restart = plan(bool(tpu_address()), {n: distribution(n) for n in names}, "tensorflow" in sys.modules)

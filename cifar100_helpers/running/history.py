@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 
-from .files import open_regular
+from ..files import open_regular
 
 HISTORY_FIELDS = (
     "epoch", "loss", "accuracy", "top5", "val_loss", "val_accuracy", "val_top5",

@@ -13,9 +13,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from ..errors import RunError
-from ..running.files import read_json, unreadable, write_atomic
-from ..running.history import read_history
-from ..running.markup import escape
+from ..files import read_json, unreadable, write_atomic
+from .history import read_history
+from .markup import escape
 
 SEED_FIELDS = ("seed", "data", "verify")  # config fields that give another sample of a setting, not another setting
 

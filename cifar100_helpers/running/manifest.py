@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from .files import write_json
+from ..files import write_json
 
 PACKAGES = ("tensorflow", "keras", "numpy", "matplotlib", "papermill", "nbconvert", "ipykernel", "cifar100-helpers")
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import nbformat
 
-from .. import data, devices
-from ..commands import leaderboard
-from ..config import EPOCH_BUDGET, RECIPES, SIZES, RunConfig, make_config
+from .. import data, machine
+from ..config import EPOCH_BUDGET, RECIPES, SIZES, RunConfig, make_config, without_retired
 from ..errors import ConfigError, RunError
-from . import history, jupyter_kernel, manifest, progress
-from .files import exclusive, open_lock, read_json, resolve_path, writable_folder, write_atomic, write_fault
+from ..files import exclusive, open_lock, read_json, resolve_path, writable_folder, write_atomic, write_fault
+from . import history, jupyter_kernel, leaderboard, manifest, progress
 from .markup import escape
 from .run_dir import RunDir
 
@@ -299,6 +298,7 @@ def config_from_file(path: Path) -> RunConfig:
 def config_from_dict(saved: dict, path: Path) -> RunConfig:
     """The RunConfig saved in ``path``, validated; a config that no longer validates names the file."""
     try:
+        saved = without_retired(saved)
         return make_config(saved.pop("recipe", None) or "", **saved)
     except ConfigError as exc:
         raise RunError(f"{path}: {exc} The file is the run's saved config: {RESTORE}.") from None
@@ -320,7 +320,7 @@ def execute_remaining(cfg: RunConfig, run_dir: RunDir, notebook_dir: Path, sourc
             attempts=attempts,
             data_source=str(source) if source else None,  # the archive or folder this attempt reads
             versions=manifest.package_versions(),
-            hardware=devices.describe(),
+            hardware=machine.describe(),
             git=manifest.git_state(REPO),
         )
         with current_interpreter_kernel() as kernel, progress.following(run_dir.progress):

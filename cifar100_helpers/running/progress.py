@@ -1,4 +1,4 @@
-"""Live progress of a run: one line per finished epoch (written by training.EpochProgress) and a line when a
+"""Live progress of a run: one line per finished epoch (written by epoch_files.EpochProgress) and a line when a
 long step starts, appended to the run's ``progress.log`` by the notebook kernel and followed by the pipeline, so a
 user of ``run`` sees them as they happen, on a terminal or in a log file alike."""
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OutputError, RunError
-from .files import kind, resolve_path
+from ..files import kind, resolve_path
 
 LINKED = "pass the folder itself, or repair the link"
 
@@ -40,7 +40,7 @@ class RunDir:
 
     @property
     def resume_state(self) -> Path:
-        """Names the last finished epoch's saved state in ``backup`` (training.Backup: one save an epoch)."""
+        """Names the last finished epoch's saved state in ``backup`` (epoch_files.Backup: one save an epoch)."""
         return self.backup / "state.json"
 
     @property
