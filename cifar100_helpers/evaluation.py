@@ -48,10 +48,16 @@ def predict(model: keras.Model, images: np.ndarray, tta: str = "none", batch_siz
     return total / count
 
 
+def true_class_ranks(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Where each row's label stands among its probabilities: 1 for the prediction, 2 for the runner-up, ...
+    (ties in class order, as the printed top 5)."""
+    order = np.argsort(-probs, axis=1, kind="stable")
+    return 1 + np.argmax(order == labels[:, None], axis=1)
+
+
 def top_k_correct(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
     """1.0 where the label is among the ``k`` highest probabilities of its row, else 0.0."""
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :k]
-    return np.any(top == labels[:, None], axis=1).astype(np.float64)
+    return (true_class_ranks(probs, labels) <= k).astype(np.float64)
 
 
 def top_k_accuracy(probs: np.ndarray, labels: np.ndarray, k: int) -> float:
@@ -91,11 +97,17 @@ def confident_mistakes(probs: np.ndarray, labels: np.ndarray, k: int = 16) -> np
 
 
 def summarize(
-    probs: np.ndarray, probs_tta: np.ndarray | None, ds: Cifar100, cfg: RunConfig, val_probs: np.ndarray | None = None
+    probs: np.ndarray,
+    probs_tta: np.ndarray | None,
+    ds: Cifar100,
+    cfg: RunConfig,
+    val_probs: np.ndarray | None = None,
+    *,
+    parameters: int,
 ) -> dict:
-    """The numbers that go into ``metrics.json``: accuracies with 95% bootstrap intervals, per-class
-    and per-superclass accuracy, the most-confused pairs, and calibration before and after a
-    temperature fitted on the validation split (never the test split)."""
+    """The numbers that go into ``metrics.json``: the model's ``parameters``, accuracies with 95% bootstrap intervals,
+    per-class and per-superclass accuracy, the most-confused pairs, and calibration before and after a temperature
+    fitted on the validation split (never the test split)."""
     labels = ds.test.fine
     pred = probs.argmax(axis=1)
     fine_acc = per_class_accuracy(labels, pred, len(ds.fine_names))
@@ -105,6 +117,7 @@ def summarize(
         "epochs": cfg.epochs,
         "over_budget": cfg.over_budget,
         "generated_data": cfg.generated,
+        "parameters": int(parameters),
         "test_images": int(len(labels)),
         "superclass_top1": float(np.mean(ds.fine_to_coarse[pred] == ds.test.coarse)),
         "classes": ranked_classes(fine_acc, ds.fine_names),
@@ -223,11 +236,6 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 # --------------------------------------------------------------------------- where the model fails
 
 
-def superclass_order(fine_to_coarse: np.ndarray) -> np.ndarray:
-    """Fine classes sorted by superclass (then by class index), for a block-structured matrix."""
-    return np.argsort(fine_to_coarse, kind="stable")
-
-
 def confused_pairs(matrix: np.ndarray, names: tuple[str, ...], k: int = 10) -> list[dict]:
     """The ``k`` most-confused pairs of classes, largest off-diagonal cell first: true class, predicted
     class, count, and the count of the reverse direction (each pair listed once)."""
@@ -250,6 +258,46 @@ def confused_pairs(matrix: np.ndarray, names: tuple[str, ...], k: int = 10) -> l
             }
         )
     return pairs
+
+
+def confused_pairs_table(pairs: list[dict], ds: Cifar100) -> str:
+    """The most-confused pairs as a text table: true class, predicted class, test images confused that way and the
+    other way, and the superclass the two share ("-" where the mistake crosses superclasses)."""
+    if not pairs:
+        return "No test image was given another class's label."
+    index = {name: i for i, name in enumerate(ds.fine_names)}
+    rows = [("true class", "predicted as", "images", "the other way", "same superclass")]
+    for pair in pairs:
+        true, guess = (ds.fine_to_coarse[index[pair[key]]] for key in ("true", "predicted"))
+        shared = ds.coarse_names[true] if true == guess else "-"
+        rows.append((pair["true"], pair["predicted"], str(pair["count"]), str(pair["reverse"]), shared))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.rjust(w) if i in (2, 3) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+        .rstrip()
+        for row in rows
+    )
+
+
+def right_and_wrong(pred: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the first ``k`` images predicted right, then of the first ``k`` predicted wrong (fewer where
+    there are fewer)."""
+    return np.concatenate([np.flatnonzero(pred == labels)[:k], np.flatnonzero(pred != labels)[:k]])
+
+
+def verdicts(probs: np.ndarray, labels: np.ndarray, index: np.ndarray, ds: Cifar100) -> list[str]:
+    """For each test image in ``index``: its true class and "right", or "wrong (true class ranked k)" and, for a
+    mistake that stays inside the true class's superclass, why it is a near miss."""
+    ranks, pred = true_class_ranks(probs[index], labels[index]), probs[index].argmax(axis=1)
+    found = []
+    for i, true, guess, rank in zip(index, labels[index], pred, ranks, strict=True):
+        verdict = "right" if rank == 1 else f"wrong (true class ranked {rank})"
+        coarse = ds.fine_to_coarse[true]
+        if rank > 1 and ds.fine_to_coarse[guess] == coarse:
+            verdict += (f"; a near miss: {ds.fine_names[guess]} and {ds.fine_names[true]} are both in the superclass "
+                        f"{ds.coarse_names[coarse]}")  # fmt: skip
+        found.append(f"test image {i} (true: {ds.fine_names[true]}): {verdict}")
+    return found
 
 
 def pair_examples(

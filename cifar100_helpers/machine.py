@@ -145,6 +145,47 @@ def cpu_bfloat16() -> bool:
     return bfloat16_off_reason() is None
 
 
+FLOPS_PER_CYCLE = {  # per core, a fused multiply-add counted as 2: published microarchitecture figures, not measured
+    ("float32", "AVX2"): 32,  # two 256-bit FMA units x 8 float32 lanes x 2 (Intel since Haswell, AMD since Zen 2)
+    ("float32", "AVX512_CORE"): 64,  # Intel Xeon with two 512-bit FMA units (AMD Zen 4 splits 512-bit: as AVX2)
+    ("bfloat16", "AVX512_CORE_BF16"): 64,  # VDPBF16PS, a pair of bfloat16 products per float32 lane: twice float32
+    ("bfloat16", "AVX512_CORE_AMX"): 1024,  # AMX tile multiply, bfloat16 (Intel Sapphire Rapids)
+}
+
+
+def clock_ghz() -> float | None:
+    """The first CPU's clock as /proc/cpuinfo states it (on a VM the nominal one; turbo not counted)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("cpu MHz"):
+                return float(line.split(":", 1)[1]) / 1000
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def compute_isa(precision: str) -> str:
+    """The widest instruction set oneDNN computes ``precision`` ("float32" or "bfloat16") with here, as a key of
+    :data:`FLOPS_PER_CYCLE` (its ONEDNN_MAX_CPU_ISA cap honoured)."""
+    flags, cap = cpu_flags(), os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper()
+    allowed = ONEDNN_ISAS.index(cap) if cap in ONEDNN_ISAS else len(ONEDNN_ISAS)
+    if "bfloat16" in precision:
+        amx = "amx_bf16" in flags and allowed >= ONEDNN_ISAS.index("AVX512_CORE_AMX")
+        return "AVX512_CORE_AMX" if amx else "AVX512_CORE_BF16"
+    avx512 = "avx512f" in flags and allowed >= ONEDNN_ISAS.index("AVX512_CORE")
+    amd = "AMD" in cpu_model()  # Zen 4 executes 512-bit FMAs on its 256-bit units: no more FLOPs per cycle
+    return "AVX512_CORE" if avx512 and not amd else "AVX2"
+
+
+def peak_gflops(precision: str) -> dict:
+    """This CPU's peak for ``precision``: cores x clock x FLOPs per cycle of :func:`compute_isa`, with how it was
+    computed; None where the clock is unknown."""
+    isa, cores, ghz = compute_isa(precision), os.cpu_count() or 1, clock_ghz()
+    per_cycle = FLOPS_PER_CYCLE[("bfloat16" if "bfloat16" in precision else "float32", isa)]
+    how = f"{cores} logical CPUs x {f'{ghz:.2f}' if ghz else '?'} GHz x {per_cycle} FLOP/cycle ({isa}, {precision})"
+    return {"gflops": round(cores * ghz * per_cycle, 1) if ghz else None, "how": how}
+
+
 def describe() -> dict:
     """The machine, for run.json: platform, CPU and its cores, memory, GPUs by name, the TPU's address."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None

@@ -4,6 +4,7 @@ returns class probabilities, so a saved model needs no outside preprocessing."""
 from __future__ import annotations
 
 import inspect
+import math
 import sys
 
 import keras
@@ -198,6 +199,37 @@ SHOWN_WITH = {"airbench": (conv_bn,), "seed": (), "transfer": (backbone,)}  # he
 def builder_source(cfg: RunConfig) -> str:
     """The Python source of the recipe's model builder and the helpers it calls (what notebook 02 shows)."""
     return "\n\n".join(inspect.getsource(f) for f in (*SHOWN_WITH[cfg.model], BUILDERS[cfg.model]))
+
+
+def training_flops(model: keras.Model) -> dict:
+    """Floating-point operations per image of the model's convolutions and dense layers (a multiply-add counted as
+    2; normalisation, activations and pooling left out), counted from the layers' shapes: ``forward``, and
+    ``training``: forward, plus the gradient for each trainable layer's weights and, above the first trainable
+    layer, for its input (each as much again as its forward)."""
+    forward = training = 0
+    trainable_below = False
+    for layer in flat_layers(model):
+        if isinstance(layer, layers.DepthwiseConv2D):
+            kh, kw = layer.kernel_size
+            ops = 2 * math.prod(layer.output.shape[1:]) * kh * kw
+        elif isinstance(layer, layers.Conv2D):
+            kh, kw = layer.kernel_size
+            ops = 2 * math.prod(layer.output.shape[1:]) * kh * kw * layer.input.shape[-1] // layer.groups
+        elif isinstance(layer, layers.Dense):
+            ops = 2 * math.prod(layer.output.shape[1:]) * layer.input.shape[-1]
+        else:
+            continue
+        forward += ops
+        training += ops * (1 + layer.trainable + trainable_below)
+        trainable_below |= layer.trainable
+    return {"forward": forward, "training": training}
+
+
+def flat_layers(model: keras.Model) -> list:
+    """The model's layers, a nested model's (a backbone) in its place."""
+    return [
+        inner for layer in model.layers for inner in (flat_layers(layer) if isinstance(layer, keras.Model) else [layer])
+    ]
 
 
 def block_table(model: keras.Model) -> str:

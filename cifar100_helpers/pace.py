@@ -40,14 +40,16 @@ class Timing:
     images_per_second: float
     timed_steps: int
     parameters: int
+    flops: dict  # per image: models.training_flops
     global_batch: int
     placement: distribute.Placement
     batches: object  # the run's training input pipeline (repeated), for timing it alone
 
 
-def time_training(cfg: RunConfig, ds: Cifar100, steps: int, warmup: int) -> Timing:
+def time_training(cfg: RunConfig, ds: Cifar100, steps: int, warmup: int, cached: bool = False) -> Timing:
     """Training images/second of ``cfg`` on this machine, fed by its own input pipeline, over ``steps`` steps after
-    ``warmup`` of the same ``fit``, with the run's per-step machinery on."""
+    ``warmup`` of the same ``fit``, with the run's per-step machinery on; ``cached``: fed the pipeline's first batch
+    over and over instead (the same step without waiting for input)."""
     strategy, placement = distribute.place(cfg)
     batch = distribute.scale(cfg, placement.replicas).global_batch
     if batch > len(ds.train):
@@ -63,11 +65,12 @@ def time_training(cfg: RunConfig, ds: Cifar100, steps: int, warmup: int) -> Timi
     state, window = training.EpochState(cfg), StepWindow(warmup)
     batches = input_pipeline.train_dataset(ds.train, batch, cfg, state.size, state.epoch).repeat()
     callbacks = [*ema, state, training.StopOnNonFiniteLoss(), window]
-    model.fit(batches, steps_per_epoch=warmup + steps, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
-    parameters = model.count_params()
+    fed = batches.take(1).cache().repeat() if cached else batches
+    model.fit(fed, steps_per_epoch=warmup + steps, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
+    parameters, flops = model.count_params(), models.training_flops(model)
     keras.backend.clear_session()
     ips = window.images_per_second(batch)
-    return Timing(ips, window.marks[-1][0] - window.marks[0][0], parameters, batch, placement, batches)
+    return Timing(ips, window.marks[-1][0] - window.marks[0][0], parameters, flops, batch, placement, batches)
 
 
 def projected_minutes(cfg: RunConfig, images: int, images_per_second: float) -> float:

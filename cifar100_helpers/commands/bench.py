@@ -42,15 +42,20 @@ def images_per_second(run_steps, batch_size: int, steps: int) -> float:
 def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int, overrides: dict | None = None) -> dict:
     """Training images/second of one recipe fed by its own input pipeline, timed over ``steps`` steps after
     ``warmup`` of the same ``fit``, with the run's per-step machinery on (the weight EMA inside the step, the NaN
-    check, the epoch state of the input pipeline, ``steps_per_execution``); and of that pipeline alone
-    (pretrained weights skipped: same compute, no download). ``overrides`` are ``--set`` changes to the recipe."""
+    check, the epoch state of the input pipeline, ``steps_per_execution``); the same step fed one cached batch
+    (the share of the step spent waiting for input is the difference); that pipeline alone; the FLOPs per training
+    image counted from the model and the achieved GFLOP/s against this CPU's peak (pretrained weights skipped: same
+    compute, no download). ``overrides`` are ``--set`` changes to the recipe."""
     cfg = make_config(name, **{"weights": None, **(overrides or {})})
     timing = pace.time_training(cfg, ds, steps, warmup)
+    cached_ips = pace.time_training(cfg, ds, steps, warmup, cached=True).images_per_second
     batch, train_ips = timing.global_batch, timing.images_per_second
     iterator = iter(timing.batches)
     next(iterator)
     pipeline_ips = images_per_second(lambda n: [next(iterator) for _ in range(n)], batch, max(20, steps))
     parameters, placement = timing.parameters, timing.placement
+    achieved = timing.flops["training"] * train_ips / 1e9
+    peak = machine.peak_gflops(placement.precision) if placement.kind == "cpu" else {"gflops": None, "how": "n/a"}
     return {
         "recipe": name,
         "overrides": overrides or {},
@@ -59,6 +64,14 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int, override
         "placement": placement.to_dict(),
         "timed_steps": timing.timed_steps,
         "train_images_per_second": round(train_ips, 1),
+        "cached_batch_images_per_second": round(cached_ips, 1),
+        "input_wait_share": round(max(0.0, 1 - train_ips / cached_ips), 3),  # of each step, waiting for input
+        "training_gflop_per_image": round(timing.flops["training"] / 1e9, 3),
+        "forward_gflop_per_image": round(timing.flops["forward"] / 1e9, 3),
+        "achieved_gflops": round(achieved, 1),
+        "peak_gflops": peak["gflops"],
+        "peak_how": peak["how"],
+        "peak_share": round(achieved / peak["gflops"], 3) if peak["gflops"] else None,
         "input_pipeline_images_per_second": round(pipeline_ips, 1),
         "input_pipeline_images_per_second_per_core": round(pipeline_ips / CORES, 1),
         "pipeline_to_train_ratio": round(pipeline_ips / train_ips, 1),
@@ -72,10 +85,13 @@ def run(recipes: list[str], ds: data.Cifar100, steps: int = 30, warmup: int = 5,
     rows = []
     for number, name in enumerate(recipes, 1):
         say(f"{number}/{len(recipes)} {name}: building it, then timing {steps} training steps after {warmup} "
-            "warm-up steps, then its input pipeline alone")  # fmt: skip
+            "warm-up steps, again fed one cached batch, then its input pipeline alone")  # fmt: skip
         rows.append(bench_recipe(name, ds, steps, warmup, overrides))
-        say(f"{number}/{len(recipes)} {name}: {rows[-1]['train_images_per_second']:.1f} training images/s, its "
-            f"input pipeline alone {rows[-1]['input_pipeline_images_per_second']:.0f} images/s")  # fmt: skip
+        row = rows[-1]
+        say(f"{number}/{len(recipes)} {name}: {row['train_images_per_second']:.1f} training images/s "
+            f"({row['achieved_gflops']:.0f} GFLOP/s at {row['training_gflop_per_image']:.3f} GFLOP an image), "
+            f"{row['input_wait_share']:.0%} of each step waiting for input, its input pipeline alone "
+            f"{row['input_pipeline_images_per_second']:.0f} images/s")  # fmt: skip
     seed = next((r["train_images_per_second"] for r in rows if r["recipe"] == "seed"), None)
     for row in rows:
         row["ratio_to_seed"] = round(row["train_images_per_second"] / seed, 2) if seed else None
@@ -102,20 +118,26 @@ def cores_needed(pipeline_per_core: float, images_per_second: float) -> int:
 def table(result: dict, gpu_images_per_second: float = 1700) -> str:
     lines = [
         "| recipe | parameters | global batch | train images/s | ratio to seed | projected 10 epochs (min) "
+        "| GFLOP per training image | achieved GFLOP/s | share of peak | waiting for input "
         f"| its input pipeline alone, images/s | per core | cores to feed {gpu_images_per_second:g} images/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in result["recipes"]:
         ratio = f"{r['ratio_to_seed']:.2f}" if r["ratio_to_seed"] else "n/a"
+        share = f"{r['peak_share']:.0%}" if r["peak_share"] is not None else "n/a"
         lines.append(
             f"| {r['recipe']} | {r['parameters']:,} | {r['global_batch_size']} | {r['train_images_per_second']:.1f} "
-            f"| {ratio} | {r['projected_10_epoch_minutes']:.1f} | {r['input_pipeline_images_per_second']:.0f} "
-            f"({r['pipeline_to_train_ratio']:.1f}x) | {r['input_pipeline_images_per_second_per_core']:.0f} "
+            f"| {ratio} | {r['projected_10_epoch_minutes']:.1f} | {r['training_gflop_per_image']:.3f} "
+            f"| {r['achieved_gflops']:.0f} | {share} | {r['input_wait_share']:.0%} "
+            f"| {r['input_pipeline_images_per_second']:.0f} ({r['pipeline_to_train_ratio']:.1f}x) "
+            f"| {r['input_pipeline_images_per_second_per_core']:.0f} "
             f"| {cores_needed(r['input_pipeline_images_per_second_per_core'], gpu_images_per_second)} |"
         )
     hw = result["hardware"]
     gpus = ", ".join(hw["gpus"]) or "no GPU"
+    peaks = sorted({r["peak_how"] for r in result["recipes"] if r["peak_gflops"]})
     lines.append(f"\nMachine: {hw['cpu']}, {hw['cpu_cores']} cores, {gpus}; {result['steps']} timed steps per recipe.")
+    lines += [f"Peak: {how}." for how in peaks]
     return "\n".join(lines)
 
 
