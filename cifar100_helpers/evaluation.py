@@ -272,11 +272,9 @@ def confused_pairs_table(pairs: list[dict], ds: Cifar100) -> str:
         shared = ds.coarse_names[true] if true == guess else "-"
         rows.append((pair["true"], pair["predicted"], str(pair["count"]), str(pair["reverse"]), shared))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.rjust(w) if i in (2, 3) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths)))
-        .rstrip()
-        for row in rows
-    )
+    aligned = ([c.rjust(w) if i in (2, 3) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))]
+               for r in rows)  # fmt: skip
+    return "\n".join("  ".join(cells).rstrip() for cells in aligned)
 
 
 def right_and_wrong(pred: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

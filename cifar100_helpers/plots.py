@@ -68,7 +68,7 @@ SPLITS = (("train", "training"), ("val", "validation"), ("test", "test"))  # a s
 
 
 def in_words(items: list[str]) -> str:
-    """"a", "a and b", "a, b and c"."""
+    """The items joined as in a sentence: a; a and b; a, b and c."""
     return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
 
 
@@ -136,7 +136,8 @@ def confusion_matrix(matrix: np.ndarray, names: tuple[str, ...], title: str) -> 
     ax.set_yticks(range(len(names)), labels, fontsize=9)
     for (row, col), rate in np.ndenumerate(rates):
         if rate >= 0.05:
-            ax.text(col, row, f"{rate:.0%}", ha="center", va="center", fontsize=6, color="black" if rate > 0.6 else "white")
+            color = "black" if rate > 0.6 else "white"  # on viridis's yellow, on its dark blue
+            ax.text(col, row, f"{rate:.0%}", ha="center", va="center", fontsize=6, color=color)
     ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(shown, ax=ax, fraction=0.046, label="fraction of the true class")
     fig.tight_layout()

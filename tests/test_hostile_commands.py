@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cifar100_helpers import training
 from cifar100_helpers.commands import bench, cli, export, tune
 from cifar100_helpers.errors import TrainingDiverged
+from cifar100_helpers.running import epoch_files
 from cifar100_helpers.running.run_dir import RunDir
 
 from .conftest import read_members, write_members
@@ -59,7 +59,9 @@ def fake_bench(monkeypatch) -> list:
     calls = []
     row = {"recipe": "cpu", "parameters": 1000, "global_batch_size": 8, "train_images_per_second": 10.0,
            "input_pipeline_images_per_second": 50.0, "input_pipeline_images_per_second_per_core": 25.0,
-           "pipeline_to_train_ratio": 5.0, "projected_10_epoch_minutes": 750.0, "ratio_to_seed": None}  # fmt: skip
+           "pipeline_to_train_ratio": 5.0, "projected_10_epoch_minutes": 750.0, "ratio_to_seed": None,
+           "training_gflop_per_image": 1.0, "achieved_gflops": 10.0, "peak_gflops": 100.0, "peak_share": 0.1,
+           "peak_how": "2 logical CPUs x 2.50 GHz x 20 FLOP/cycle", "input_wait_share": 0.25}  # fmt: skip
     result = {"hardware": {"cpu": "a CPU", "cpu_cores": 2, "gpus": []}, "steps": 1, "recipes": [row]}
     monkeypatch.setattr(bench, "load_bench_data", lambda *args: None)
     monkeypatch.setattr(bench, "run", lambda *args, **kwargs: calls.append(args) or result)
@@ -244,7 +246,7 @@ def test_a_failed_tune_leaves_no_half_made_folder(capsys, tmp_path, monkeypatch,
             run.resume_state.write_text("{}")
         raise TrainingDiverged("The loss became NaN or infinite at epoch 1.")
 
-    monkeypatch.setattr(training, "train", diverge)
+    monkeypatch.setattr(epoch_files, "train", diverge)
     out = tmp_path / "tuning" / "t"
     assert "The loss became NaN" in one_line_error(capsys, "tune", "--recipe", "smoke", "--output", out)
     assert out.exists() == bool(epochs_done)

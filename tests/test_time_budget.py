@@ -73,7 +73,7 @@ def test_the_largest_size_that_fits_is_chosen(monkeypatch, speeds, minutes, chos
     def time_training(cfg, ds, steps, warmup):
         asked.append(cfg.size)
         placement = training.Placement("cpu", 1, "float32", False, False)
-        return pace.Timing(speeds[cfg.size], steps, 1000, 256, placement, None)
+        return pace.Timing(speeds[cfg.size], steps, 1000, {}, 256, placement, None)
 
     monkeypatch.setattr(pace, "time_training", time_training)
     ds = type("Data", (), {"train": range(50_000)})()

@@ -400,7 +400,7 @@ def accuracy_rows(metrics: dict) -> list[tuple[str, str]]:
         top1, top5 = f"**{plain}**", f"{metrics['top5']:.2%}"
     rows = [("**Test top-1**", top1), ("Test top-5", top5)]
     if "superclass_top1" in metrics:
-        rows.append(("Superclass top-1", f"{metrics['superclass_top1']:.2%} (the right one of the 20 superclasses)"))
+        rows.append(("Superclass top-1", f"{metrics['superclass_top1']:.2%} (the prediction in the true superclass)"))
     for key in ("best", "worst"):
         shown = metrics.get("classes", {}).get(key, [])[:5]
         if shown:
@@ -441,15 +441,15 @@ def summary(run: RunDir, failure: str | None, notebooks: list[Path]) -> str:
     if curves.is_file():
         picture = base64.b64encode(curves.read_bytes()).decode()
         parts.append(f'<img alt="learning curves" src="data:image/png;base64,{picture}">')
-    links = [f"[{escape(title)}](#{path.stem})" for path in notebooks if (title := chapter_title(path))]
+    titles = {path.stem: chapter_title(nbformat.read(path, as_version=4).cells) for path in notebooks}
+    links = [f"[{escape(title)}](#{anchor})" for anchor, title in titles.items() if title]
     if links:
         parts.append("**Chapters:** " + " · ".join(links))
     return "\n\n".join(parts)
 
 
-def chapter_title(notebook: Path) -> str | None:
-    """The title of a notebook: the first line of its header cell (tagged report-title), without the #."""
-    cells = nbformat.read(notebook, as_version=4).cells
+def chapter_title(cells: list) -> str | None:
+    """A notebook's title: the first line of its header cell (tagged report-title), without the #."""
     header = next((c for c in cells if TITLE_ONLY_IN_REPORT in c.metadata.get("tags", [])), None)
     return header.source.splitlines()[0].lstrip("# ") if header else None
 
@@ -462,16 +462,16 @@ def write_report(run: RunDir, failure: str | None = None) -> Path:
     )  # the template escapes it
 
 
-def report_cells(notebook: Path) -> list:
+def report_cells(nb, anchor: str) -> list:
     """A notebook's cells as the report shows them: its plumbing (cells tagged SKIPPED_IN_REPORT) left out, its
-    header cell cut to the title, anchored at the notebook's name (``#01_data``) for the summary's links."""
+    header cell cut to the title, anchored at ``anchor`` (the notebook's name: ``#01_data``) for the summary's links."""
     cells = []
-    for cell in nbformat.read(notebook, as_version=4).cells:
+    for cell in nb.cells:
         tags = set(cell.metadata.get("tags", []))
         if SKIPPED_IN_REPORT & tags:
             continue
         if TITLE_ONLY_IN_REPORT in tags:
-            cell = nbformat.v4.new_markdown_cell(f'# <a id="{notebook.stem}"></a>{chapter_title(notebook)}')
+            cell = nbformat.v4.new_markdown_cell(f'# <a id="{anchor}"></a>{chapter_title(nb.cells)}')
         cells.append(cell)
     return cells
 
@@ -481,9 +481,9 @@ def export_html(notebooks: list[Path], first_cell: str, path: Path, title: str) 
     phone. The template's CDN scripts (require.js, MathJax) are dropped: the report uses neither."""
     from nbconvert import HTMLExporter
 
-    cells = [nbformat.v4.new_markdown_cell(first_cell)] + [c for p in notebooks for c in report_cells(Path(p))]
-    metadata = nbformat.read(notebooks[0], as_version=4).metadata if notebooks else {}
-    merged = nbformat.v4.new_notebook(cells=cells, metadata=metadata)
+    read = {Path(p).stem: nbformat.read(p, as_version=4) for p in notebooks}
+    cells = [nbformat.v4.new_markdown_cell(first_cell)] + [c for a, nb in read.items() for c in report_cells(nb, a)]
+    merged = nbformat.v4.new_notebook(cells=cells, metadata=next(iter(read.values())).metadata if read else {})
     exporter = HTMLExporter(
         template_name="lab", exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )
