@@ -343,14 +343,36 @@ def load_for(cfg, run) -> Cifar100:
     return load(cfg.data, verify=cfg.verify, val_fraction=cfg.val_fraction, seed=cfg.seed)
 
 
-def describe(ds: Cifar100) -> dict:
-    """Shapes and per-class counts of each split (deterministic: what nbval compares)."""
-    summary = {"image shape": ds.train.x.shape[1:], "dtype": str(ds.train.x.dtype)}
-    for name in ("train", "val", "test"):
-        split = getattr(ds, name)
-        counts = np.bincount(split.fine, minlength=NUM_FINE)
-        coarse = np.bincount(split.coarse, minlength=NUM_COARSE)
-        per_class = f"per class {counts.min()}-{counts.max()}"
-        summary[name] = f"{len(split)} images; {per_class}; per superclass {coarse.min()}-{coarse.max()}"
-    summary["classes"] = f"{len(ds.fine_names)} fine, {len(ds.coarse_names)} superclasses"
-    return summary
+SPLITS = (("train", "training"), ("val", "validation"), ("test", "test"))  # a split's attribute, and in words
+
+
+def in_words(items: list[str]) -> str:
+    """The items joined as in a sentence: a; a and b; a, b and c."""
+    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
+
+
+def split_sizes(ds: Cifar100) -> str:
+    """The splits in one sentence: their sizes (an empty validation split left out), the image shape, the classes."""
+    sizes = [f"{len(getattr(ds, name)):,} {words}" for name, words in SPLITS if len(getattr(ds, name))]
+    height, width, channels = ds.train.x.shape[1:]
+    return (f"{in_words(sizes)} images of {height}x{width} pixels ({channels} channels, {ds.train.x.dtype}), "
+            f"in {len(ds.fine_names)} classes grouped into {len(ds.coarse_names)} superclasses.")  # fmt: skip
+
+
+def class_balance(ds: Cifar100) -> str:
+    """The class balance in one sentence, from the counts: "Every class has 500 training and 100 test images." only
+    where each split holds as many images of every class; else each uneven split's range and its fewest classes."""
+    even, uneven = [], []
+    for name, words in SPLITS:
+        if not len(getattr(ds, name)):
+            continue
+        counts = np.bincount(getattr(ds, name).fine, minlength=len(ds.fine_names))
+        if counts.min() == counts.max():
+            even.append(f"{counts[0]:,} {words}")
+            continue
+        fewest = [ds.fine_names[i] for i in np.flatnonzero(counts == counts.min())]
+        more = f" and {len(fewest) - 3} more" if len(fewest) > 3 else ""
+        uneven.append(f"{words} {counts.min():,} to {counts.max():,} images per class (fewest: "
+                      f"{', '.join(fewest[:3])}{more})")  # fmt: skip
+    every = f"Every class has {in_words(even)} images." if even else ""
+    return f"The classes are uneven: {'; '.join(uneven)}. {every}".strip() if uneven else every

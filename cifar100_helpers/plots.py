@@ -1,5 +1,4 @@
-"""Figures for the notebooks and the report: each function returns a matplotlib Figure, except where a figure would
-show nothing a sentence cannot (the splits' sizes, the class balance), whose functions return that sentence."""
+"""Figures for the notebooks and the report. Each function returns a matplotlib Figure."""
 
 from __future__ import annotations
 
@@ -64,41 +63,6 @@ def superclass_samples(x: np.ndarray, fine: np.ndarray, ds) -> plt.Figure:
     return fig
 
 
-SPLITS = (("train", "training"), ("val", "validation"), ("test", "test"))  # a split's attribute, and in words
-
-
-def in_words(items: list[str]) -> str:
-    """The items joined as in a sentence: a; a and b; a, b and c."""
-    return " and ".join([", ".join(items[:-1]), items[-1]] if len(items) > 1 else items)
-
-
-def split_sizes(ds) -> str:
-    """The splits in one sentence: their sizes (an empty validation split left out), the image shape, the classes."""
-    sizes = [f"{len(getattr(ds, name)):,} {words}" for name, words in SPLITS if len(getattr(ds, name))]
-    height, width, channels = ds.train.x.shape[1:]
-    return (f"{in_words(sizes)} images of {height}x{width} pixels ({channels} channels, {ds.train.x.dtype}), "
-            f"in {len(ds.fine_names)} classes grouped into {len(ds.coarse_names)} superclasses.")  # fmt: skip
-
-
-def class_balance(ds) -> str:
-    """The class balance in one sentence, from the counts: "Every class has 500 training and 100 test images." only
-    where each split holds as many images of every class; else each uneven split's range and its fewest classes."""
-    even, uneven = [], []
-    for name, words in SPLITS:
-        if not len(getattr(ds, name)):
-            continue
-        counts = np.bincount(getattr(ds, name).fine, minlength=len(ds.fine_names))
-        if counts.min() == counts.max():
-            even.append(f"{counts[0]:,} {words}")
-            continue
-        fewest = [ds.fine_names[i] for i in np.flatnonzero(counts == counts.min())]
-        more = f" and {len(fewest) - 3} more" if len(fewest) > 3 else ""
-        uneven.append(f"{words} {counts.min():,} to {counts.max():,} images per class (fewest: "
-                      f"{', '.join(fewest[:3])}{more})")  # fmt: skip
-    every = f"Every class has {in_words(even)} images." if even else ""
-    return f"The classes are uneven: {'; '.join(uneven)}. {every}".strip() if uneven else every
-
-
 def learning_rate_schedule(steps: np.ndarray, rates: np.ndarray, steps_per_epoch: int) -> plt.Figure:
     """The learning rate over the run's steps, epochs marked along the top."""
     fig, ax = plt.subplots(figsize=(8, 2.8))
@@ -127,19 +91,19 @@ def training_curves(history: list[dict]) -> plt.Figure:
 
 def confusion_matrix(matrix: np.ndarray, names: tuple[str, ...], title: str) -> plt.Figure:
     """Row-normalised confusion matrix (rows: true class) of a few classes (the 20 superclasses), each cell of 5% or
-    more labelled with its percentage."""
+    more labelled with its percentage of the true class."""
     rates = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(10, 9))
-    shown = ax.imshow(rates, cmap="viridis", vmin=0, vmax=1)
+    shown = ax.imshow(100 * rates, cmap="viridis", vmin=0, vmax=100)
     labels = [name.replace("_", " ") for name in names]
-    ax.set_xticks(range(len(names)), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=9)
-    ax.set_yticks(range(len(names)), labels, fontsize=9)
+    ax.set_xticks(range(len(names)), labels, rotation=45, ha="right", rotation_mode="anchor", fontsize=10)
+    ax.set_yticks(range(len(names)), labels, fontsize=10)
     for (row, col), rate in np.ndenumerate(rates):
         if rate >= 0.05:
             color = "black" if rate > 0.6 else "white"  # on viridis's yellow, on its dark blue
-            ax.text(col, row, f"{rate:.0%}", ha="center", va="center", fontsize=6, color=color)
+            ax.text(col, row, f"{100 * rate:.0f}", ha="center", va="center", fontsize=8, color=color)
     ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.colorbar(shown, ax=ax, fraction=0.046, label="fraction of the true class")
+    fig.colorbar(shown, ax=ax, fraction=0.046, label="% of the true class")
     fig.tight_layout()
     return fig
 

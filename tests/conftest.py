@@ -119,3 +119,12 @@ def fake_notebooks(monkeypatch):
     monkeypatch.setattr(notebook_runner, "execute", execute)
     monkeypatch.setattr(notebook_runner, "choose_size", lambda cfg, source: (cfg, None))  # no training: no timing
     return calls, fail
+
+
+def pytest_collection_modifyitems(items):
+    """Under pytest-xdist (``make test`` runs two workers with ``--dist loadgroup``) each test file stays in one
+    worker, so its module fixtures are made once, and the nbval notebooks run in order in one worker: each reads
+    what the one before wrote into outputs/nbval/."""
+    for item in items:
+        nbval = item.path.suffix == ".ipynb" and item.path.parent.name == "nbval"
+        item.add_marker(pytest.mark.xdist_group("nbval" if nbval else item.path.name))

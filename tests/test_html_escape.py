@@ -7,7 +7,7 @@ from html.parser import HTMLParser
 import nbformat
 import pytest
 
-from cifar100_helpers.running import leaderboard, notebook_runner
+from cifar100_helpers.running import leaderboard, report
 from cifar100_helpers.running.markup import escape
 from cifar100_helpers.running.run_dir import RunDir
 
@@ -80,7 +80,7 @@ def test_index_leaderboards_and_group_table_hold_no_live_html(tmp_path):
                                              for t in tables])  # fmt: skip
     notebook = tmp_path / "05.ipynb"
     nbformat.write(nbformat.v4.new_notebook(cells=[cell]), notebook)
-    page = notebook_runner.export_html([notebook], "# compared", tmp_path / "report.html", "runs").read_text()
+    page = report.export_html([notebook], "# compared", tmp_path / "report.html", "runs").read_text()
     assert_inert(page)
     for name in HOSTILE:  # each shown as text, and each table row kept whole (no cell split by a `|`)
         assert " ".join(name.split()) in "".join(Tags(page).text)
@@ -88,12 +88,19 @@ def test_index_leaderboards_and_group_table_hold_no_live_html(tmp_path):
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_run_report_banner_holds_no_live_html(tmp_path, name):
+def test_run_report_summary_holds_no_live_html(tmp_path, name):
+    """The run's folder, recipe, model, size, TTA, class names and hardware, all hostile, in the report's summary."""
     run = RunDir(tmp_path / name.replace("/", "_")).create()
-    run.config.write_text(json.dumps({"recipe": name, "epochs": 10}))
-    run.metrics.write_text(json.dumps({"top1": 0.5, "top5": 0.8, "top1_tta": 0.51, "tta": name}))
-    page = notebook_runner.write_report(run).read_text()
+    run.config.write_text(json.dumps({"recipe": name, "epochs": 10, "model": name, "backbone": name, "size": name}))
+    run.manifest.write_text(json.dumps({"hardware": {"cpu": name, "cpu_cores": 2, "gpus": []}}))
+    classes = {"best": [[name, 0.9]], "worst": [[name, 0.1]]}
+    run.metrics.write_text(json.dumps({"top1": 0.5, "top5": 0.8, "top1_tta": 0.51, "top5_tta": 0.81, "tta": name,
+                                       "parameters": 10, "classes": classes}))  # fmt: skip
+    page = report.write_report(run).read_text()
     assert_inert(page)
-    assert f"CIFAR-100 run {' '.join(run.root.name.split())}: recipe" in "".join(Tags(page).text)
-    failed = notebook_runner.write_report(run, failure=f"01_data.ipynb failed in {name}").read_text()
+    shown, folder, text = " ".join(name.split()), " ".join(run.root.name.split()), "".join(Tags(page).text)
+    assert f"CIFAR-100 run {folder}: recipe {shown}" in text and f"with {shown} TTA" in text
+    assert f"{shown} 90%" in text and f"{shown} 10%" in text and f"Trained on {shown} (2 cores)" in text
+    assert f"{shown} {shown}, size {shown}, 10 parameters" in text
+    failed = report.write_report(run, failure=f"01_data.ipynb failed in {name}").read_text()
     assert_inert(failed)

@@ -30,7 +30,7 @@ def test_smoke_run_produces_every_artifact(smoke_run):
     assert "commit" in manifest["git"] and "cpu" in manifest["hardware"]
     for figure in (
         "samples", "augmentation", "curves", "superclass_confusion", "best_worst_classes", "class_accuracy",
-        "best_class_examples", "worst_class_examples", "fine_confusion", "confused_pairs", "calibration",
+        "best_class_examples", "worst_class_examples", "confused_pairs", "calibration",
         "gradcam", "epoch_speed", "confident_mistakes",
     ):  # fmt: skip
         assert smoke_run.figure(figure).exists(), figure

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..config import RunConfig
 from ..errors import Cifar100Error, RunError
-from . import notebook_runner
+from . import notebook_runner, report
 from .run_dir import RunDir
 
 DRIVE_MOUNT = Path("/content/drive")  # where Colab mounts Google Drive; "My Drive" is MyDrive/ below it
@@ -138,7 +138,7 @@ def run_or_resume(cfg: RunConfig, output: Path) -> RunDir:
     if json.loads(run.manifest.read_text()).get("status") == "completed":
         print(f"{run.root} is already completed: showing it (set a new run_name to train again).")
         if not run.report.exists():  # the runtime stopped while the report was being written
-            notebook_runner.write_report(run)
+            report.write_report(run)
         return run
     print(f"{run.root} was interrupted: continuing it (finished notebooks and epochs are kept).")
     return notebook_runner.resume(output)
@@ -149,7 +149,7 @@ def show_report(run: RunDir) -> None:
     report inline, both served from this runtime; elsewhere its path."""
     from IPython.display import Markdown, display
 
-    display(Markdown(notebook_runner.banner(run)))
+    display(Markdown(report.banner(run)))
     print(f"report: {run.report}")
     if in_colab():
         from google.colab import output

@@ -13,6 +13,10 @@ from ..files import kind, resolve_path
 LINKED = "pass the folder itself, or repair the link"
 
 
+NOTEBOOKS = ("01_data.ipynb", "02_model.ipynb", "03_train.ipynb", "04_results.ipynb")  # what a run executes, in order
+RESTORE = "restore it, or start a new run with --output NAME"  # the fix for a run's damaged file
+
+
 @dataclass(frozen=True)
 class RunDir:
     """The layout of ``outputs/<run>/``."""
