@@ -5,6 +5,9 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval/sanitize.cfg
 DATA ?=
+# pytest-xdist workers for make test and test-compat (TEST_WORKERS=1: none); each test file stays in one worker
+TEST_WORKERS ?= 2
+WORKERS := $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,)
 RUN_ARGS := $(if $(DATA),--data $(DATA),) $(ARGS)
 # On Linux with an NVIDIA GPU (nvidia-smi lists one), TensorFlow's CUDA libraries too: the [gpu] extra,
 # tensorflow[and-cuda]. Plain tensorflow has none there and would train on the CPU.
@@ -30,7 +33,7 @@ demo: $(STAMP)  ## the whole pipeline offline on generated data, into outputs/de
 
 test: $(STAMP) lint  ## everything but the tests marked slow; under 10 minutes on 2 cores
 	rm -rf outputs/nbval  # the nbval notebooks' run directory: start fresh
-	$(BIN)/python -m pytest $(NBVAL) -m "not slow"
+	$(BIN)/python -m pytest $(NBVAL) $(WORKERS) -m "not slow"
 
 test-slow: $(STAMP)  ## seed and transfer through the pipeline (EfficientNetV2L on a CPU takes minutes)
 	$(BIN)/python -m pytest -m slow
@@ -58,7 +61,7 @@ test-compat: $(foreach s,$(COMPAT),.venv-colab-$(s)/.installed)  ## the non-slow
 	  echo "== Colab stack $$s: $$(.venv-colab-$$s/bin/python -c 'import platform, tensorflow as tf, keras, numpy; \
 	    print("Python", platform.python_version(), "TensorFlow", tf.__version__, "Keras", keras.__version__, "numpy", numpy.__version__)' 2>/dev/null)"; \
 	  rm -rf outputs/nbval; \
-	  PYDEVD_DISABLE_FILE_VALIDATION=1 .venv-colab-$$s/bin/python -m pytest -p no:cacheprovider $(NBVAL) -m "$(COMPAT_MARKS)" $(PYTEST_ARGS) || status=1; \
+	  PYDEVD_DISABLE_FILE_VALIDATION=1 .venv-colab-$$s/bin/python -m pytest -p no:cacheprovider $(NBVAL) $(WORKERS) -m "$(COMPAT_MARKS)" $(PYTEST_ARGS) || status=1; \
 	done; exit $$status
 
 lint: $(STAMP)

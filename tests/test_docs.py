@@ -240,8 +240,13 @@ def read(path: Path) -> dict:
 
 
 def differences(saved: dict, recipe) -> dict:
-    """The recipe's fields that a saved config.json holds with another value: {field: (saved, config's)}."""
+    """The recipe's fields that a saved config.json holds with another value: {field: (saved, config's)}. A run of a
+    named size (the time budget's choice) has that size's widths."""
+    from cifar100_helpers.config import SIZES
+
     now = {k: list(v) if isinstance(v, tuple) else v for k, v in recipe.to_dict().items()}
+    if saved.get("size") in SIZES:
+        now["widths"] = list(SIZES[saved["size"]])
     return {f: (saved[f], now[f]) for f in sorted(set(saved) & set(now) - NOT_THE_RECIPE) if saved[f] != now[f]}
 
 
@@ -392,3 +397,15 @@ def test_nothing_tried_is_called_untried(evidence):
                     if above:
                         bad.append(f"{doc.relative_to(REPO)}:{line}: {text[:150]!r}: weight decay {above} was tried")
     assert not bad, "claims that nothing above a weight decay was tried, against the evidence:\n" + "\n".join(bad)
+
+
+def test_the_showcase_is_a_run_of_the_current_recipe():
+    """outputs/showcase/, the run README links for reading without running anything, was trained with config's `cpu`
+    recipe (at the size its time budget chose): a change to the recipe fails here until the showcase is made again
+    (make report ARGS="--seed N --output outputs/showcase" on the real data, nothing else running)."""
+    from cifar100_helpers import config
+
+    saved = read(OUTPUTS / "showcase" / "config.json")
+    assert saved["recipe"] == "cpu" and not saved["generated"], "the showcase must be a cpu run on the real data"
+    stale = differences(saved, config.RECIPES["cpu"])
+    assert not stale, f"outputs/showcase/ was trained with (its, config's) {stale}: regenerate it from today's recipe"

@@ -113,3 +113,17 @@ def test_a_failed_or_generated_run_says_so_before_anything_else(tmp_path, genera
     if generated:
         page = report.write_report(run).read_text()
         assert page.index("GENERATED DATA") < page.index("Test top-1")
+
+
+def test_a_run_over_its_time_budget_says_so_and_whether_the_probe_expected_it(tmp_path):
+    """A budget of 20 minutes, 21 minutes trained: the summary says over; the probe had projected 23 for the
+    smallest size it could choose, so the overrun was expected (the showcase on the AVX2 EPYC: 33.5 projected, 30.3
+    trained)."""
+    run = fake_run(tmp_path)
+    budget = {"minutes": 20.0, "margin": 1.15, "precision": "float32", "size": "XS", "projected_minutes": 23.0,
+              "probe": {"XS": {"images_per_second": 400.0, "projected_minutes": 23.0, "parameters": 1}}}  # fmt: skip
+    record = json.loads(run.manifest.read_text()) | {"budget": budget}
+    run.manifest.write_text(json.dumps(record))
+    first = Cells(report.write_report(run).read_text()).cells()[0]
+    assert "21.0 min for 10 epoch(s), over the 20-minute budget" in first
+    assert "chose size XS, projected 23.0 min (the smallest size, projected over the budget" in first

@@ -82,8 +82,9 @@ def setting_rows(run: RunDir, cfg: dict, metrics: dict, record: dict) -> list[tu
         rows.append(("Hardware", escape(manifest.describe_placement(run.manifest))))
     epochs = history.read_history(run.history)
     if epochs:
-        minutes = sum(row["seconds"] for row in epochs) / 60
-        rows.append(("Training", f"{minutes:.1f} min for {len(epochs)} epoch(s)"))
+        minutes, budget = sum(row["seconds"] for row in epochs) / 60, (record.get("budget") or {}).get("minutes")
+        over = f", over the {budget:g}-minute budget" if budget and minutes > budget else ""
+        rows.append(("Training", f"{minutes:.1f} min for {len(epochs)} epoch(s){over}"))
     if record.get("budget"):
         budget = record["budget"]
         rows.append(("Time budget", f"{budget['minutes']:g} min of training: {escape(budget_summary(budget))}"))
@@ -94,6 +95,8 @@ def budget_summary(budget: dict) -> str:
     """What the probe before training measured and chose, in words (run.json's ``budget``)."""
     probe = ", ".join(f"{size} {m['images_per_second']:.0f} images/s" for size, m in budget["probe"].items())
     chosen = f"chose size {budget['size']}, projected {budget['projected_minutes']:.1f} min"
+    if budget["projected_minutes"] > budget["minutes"]:
+        chosen += " (the smallest size, projected over the budget: an overrun was expected)"
     return f"timed {probe} ({budget['precision']}); {chosen}"
 
 
