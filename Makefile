@@ -5,9 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval/sanitize.cfg
 DATA ?=
-# pytest-xdist workers for make test and test-compat (TEST_WORKERS=1: none); each test file stays in one worker
+# pytest-xdist workers for make test and test-compat (TEST_WORKERS=1: none); each test file stays in one worker,
+# the nbval notebooks all in one, in order (tests/conftest.py)
 TEST_WORKERS ?= 2
-WORKERS := $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,)
+WORKERS := $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadscope,)
 RUN_ARGS := $(if $(DATA),--data $(DATA),) $(ARGS)
 # On Linux with an NVIDIA GPU (nvidia-smi lists one), TensorFlow's CUDA libraries too: the [gpu] extra,
 # tensorflow[and-cuda]. Plain tensorflow has none there and would train on the CPU.

@@ -1,5 +1,6 @@
 """Shared fixtures: small datasets written in the real CIFAR-100 on-disk format."""
 
+import importlib.util
 import io
 import pickle
 import tarfile
@@ -121,10 +122,16 @@ def fake_notebooks(monkeypatch):
     return calls, fail
 
 
-def pytest_collection_modifyitems(items):
-    """Under pytest-xdist (``make test`` runs two workers with ``--dist loadgroup``) each test file stays in one
-    worker, so its module fixtures are made once, and the nbval notebooks run in order in one worker: each reads
-    what the one before wrote into outputs/nbval/."""
-    for item in items:
-        nbval = item.path.suffix == ".ipynb" and item.path.parent.name == "nbval"
-        item.add_marker(pytest.mark.xdist_group("nbval" if nbval else item.path.name))
+if importlib.util.find_spec("xdist"):  # pytest-xdist, which `make test` runs with --dist loadscope
+
+    def pytest_xdist_make_scheduler(config, log):
+        """Each test file in one worker (its module fixtures made once), as --dist loadscope does, and the nbval
+        notebooks all in one worker, in order, each on its own kernel: each reads what the one before wrote into
+        outputs/nbval/."""
+        from xdist.scheduler import LoadScopeScheduling
+
+        class NotebooksTogether(LoadScopeScheduling):
+            def _split_scope(self, nodeid):
+                return "tests/nbval" if nodeid.startswith("tests/nbval/") else super()._split_scope(nodeid)
+
+        return NotebooksTogether(config, log)

@@ -10,7 +10,7 @@ from .conftest import REPO
 
 tomllib = pytest.importorskip("tomllib", reason="tomllib needs Python 3.11+")
 
-TEST_TOOLS = ("pytest", "nbval", "ruff")
+TEST_TOOLS = ("pytest", "pytest-xdist", "nbval", "ruff")
 
 
 def pins(lines) -> dict[str, str]:

@@ -187,8 +187,8 @@ def test_bench_prints_a_line_as_each_recipe_starts_and_ends(archive, capsys):
 
     bench.run(["smoke"], data.load(archive, verify=False), steps=1, warmup=1)
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].endswith("bench 1/1 smoke: building it, then timing 1 training steps after 1 warm-up steps, then "
-                             "its input pipeline alone")  # fmt: skip
+    assert lines[0].endswith("bench 1/1 smoke: building it, then timing 1 training steps after 1 warm-up steps, again "
+                             "fed one cached batch, then its input pipeline alone")  # fmt: skip
     assert "bench 1/1 smoke: " in lines[-1] and lines[-1].endswith(" images/s")
 
 
