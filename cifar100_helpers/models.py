@@ -201,11 +201,14 @@ def builder_source(cfg: RunConfig) -> str:
     return "\n\n".join(inspect.getsource(f) for f in (*SHOWN_WITH[cfg.model], BUILDERS[cfg.model]))
 
 
-def training_flops(model: keras.Model) -> dict:
-    """Floating-point operations per image of the model's convolutions and dense layers (a multiply-add counted as
-    2; normalisation, activations and pooling left out), counted from the layers' shapes: ``forward``, and
-    ``training``: forward, plus the gradient for each trainable layer's weights and, above the first trainable
-    layer, for its input (each as much again as its forward)."""
+def training_flops(model: keras.Model, image_size: int) -> dict:
+    """Floating-point operations per ``image_size`` image of the model's convolutions and dense layers (a
+    multiply-add counted as 2; normalisation, activations and pooling left out), counted from the layers' shapes:
+    ``forward``, and ``training``: forward, plus the gradient for each trainable layer's weights and, above the first
+    trainable layer, for its input (each as much again as its forward). A model taking any size (progressive
+    resizing) is counted on a copy built for ``image_size``."""
+    if None in model.input.shape[1:3]:
+        model = keras.models.clone_model(model, input_tensors=keras.Input((image_size, image_size, 3)))
     forward = training = 0
     trainable_below = False
     for layer in flat_layers(model):

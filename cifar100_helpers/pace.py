@@ -67,7 +67,8 @@ def time_training(cfg: RunConfig, ds: Cifar100, steps: int, warmup: int, cached:
     callbacks = [*ema, state, training.StopOnNonFiniteLoss(), window]
     fed = batches.take(1).cache().repeat() if cached else batches
     model.fit(fed, steps_per_epoch=warmup + steps, epochs=1, shuffle=False, verbose=0, callbacks=callbacks)
-    parameters, flops = model.count_params(), models.training_flops(model)
+    timed_size = cfg.image_size if state.size is None else int(state.size.numpy())
+    parameters, flops = model.count_params(), models.training_flops(model, timed_size)
     keras.backend.clear_session()
     ips = window.images_per_second(batch)
     return Timing(ips, window.marks[-1][0] - window.marks[0][0], parameters, flops, batch, placement, batches)

@@ -62,12 +62,12 @@ def test_flops_are_counted_from_the_layers_shapes():
     x = first(inputs)
     outputs = keras.layers.Dense(5)(keras.layers.GlobalMaxPooling2D()(x))
     conv, dense = 2 * 6 * 6 * 9 * 4 * 8, 2 * 8 * 5
-    assert models.training_flops(keras.Model(inputs, outputs)) == {
+    assert models.training_flops(keras.Model(inputs, outputs), 6) == {
         "forward": conv + dense,
         "training": conv + 2 * dense,
     }
     first.trainable = True
-    assert models.training_flops(keras.Model(inputs, outputs))["training"] == 2 * conv + 3 * dense
+    assert models.training_flops(keras.Model(inputs, outputs), 6)["training"] == 2 * conv + 3 * dense
 
 
 @pytest.mark.parametrize(
@@ -100,4 +100,19 @@ def test_the_peak_is_cores_times_clock_times_flops_per_cycle_of_the_isa_in_use(
     assert (
         peak["gflops"] == 2 * 2.5 * per_cycle
         and f"2 logical CPUs x 2.50 GHz x {per_cycle} FLOP/cycle ({isa}" in peak["how"]
+    )
+
+
+def test_flops_of_a_model_taking_any_size_are_counted_at_the_size_given():
+    """Progressive resizing builds the net for any size (bench of scratch at 3 replicas once died on the None)."""
+    import dataclasses
+
+    from cifar100_helpers import models
+    from cifar100_helpers.config import RECIPES
+
+    cfg = RECIPES["scratch"]
+    fixed = dataclasses.replace(cfg, start_size=None, image_size=cfg.start_size)
+    assert models.build_airbench(cfg).input.shape[1] is None
+    assert models.training_flops(models.build_airbench(cfg), cfg.start_size) == models.training_flops(
+        models.build_airbench(fixed), cfg.start_size
     )

@@ -20,7 +20,7 @@ from ..files import writing
 from ..running.jupyter_kernel import end_with_parent_if_asked, terminate_as_interrupt
 from ..running.run_dir import check_output
 
-BENCH_RECIPES = [r for r in RECIPE_NAMES if r not in ("auto", "smoke")]
+BENCH_RECIPES = [r for r in RECIPE_NAMES if r not in ("auto", "smoke")]  # bench's default; smoke only when named
 PATH_OPTIONS = {"run_dir": "RUN_DIR", "images": "IMAGE", "data": "--data", "weights": "--weights",
                 "notebooks": "--notebooks", "outputs": "--outputs", "resume": "--resume",
                 "output": "--output"}  # fmt: skip
@@ -119,8 +119,8 @@ def parser() -> argparse.ArgumentParser:
                          help="folder holding 05_compare.ipynb (default: the repo's)")  # fmt: skip
 
     bench = commands.add_parser("bench", help="training images/second of each recipe and of the input pipeline")
-    bench.add_argument("--recipes", nargs="+", choices=BENCH_RECIPES, help="default: all; on a machine without "
-                       "GPU or TPU all but seed and transfer, which take many minutes there")  # fmt: skip
+    bench.add_argument("--recipes", nargs="+", choices=[*BENCH_RECIPES, "smoke"], help="default: all but smoke; "
+                       "without GPU or TPU also not seed and transfer, which take many minutes there")  # fmt: skip
     add_data_options(bench)
     bench.add_argument("--steps", type=positive_int, default=30,
                        help="steps timed per recipe, after 5 warm-up steps of the same fit (>= 1)")  # fmt: skip
