@@ -15,11 +15,23 @@ EPOCH_BUDGET = 10  # the study's rule: at most 10 passes over the training data
 MAX_EPOCHS = 1000  # even with --allow-over-budget: more is a typo (999999999999 epochs: an ETA of 554 million hours)
 SIZES = {  # the cpu network's named sizes, smallest first (docs/results.md, the ladder): widths of its three blocks
     "XXS": (40, 96, 192),  # for CPUs without bfloat16 or AVX-512: 24 min projected on an AVX2-only EPYC in float32,
-    # where XS projects 43 (2026-12-03); its accuracy is not yet measured
+    # where XS projects 43 (2026-12-03); the showcase, 68.55% with TTA there (docs/results.md)
     "XS": (48, 128, 256),
     "S": (64, 160, 320),
     "M": (96, 256, 512),
 }
+
+
+def budget_summary(budget: dict) -> str:
+    """What the time budget's probe measured and chose, in words (run.json's ``budget``, from pace.choose_size)."""
+    probe = ", ".join(f"{size} {m['images_per_second']:.0f} images/s ({m['projected_minutes']:.1f} min)"
+                      for size, m in budget["probe"].items())  # fmt: skip
+    chosen = f"chose size {budget['size']}, projected {budget['projected_minutes']:.1f} min"
+    if budget["projected_minutes"] > budget["minutes"]:
+        chosen += " (the smallest size, projected over the budget: expect an overrun)"
+    return f"timed {probe} in {budget['precision']}; {chosen}"
+
+
 TTA_MODES = ("none", "flip", "flip_translate", "flip_grid")  # evaluation.TTA_VIEWS
 BACKBONE_NAMES = (
     "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",

@@ -10,7 +10,7 @@ import time
 import keras
 
 from . import distribute, input_pipeline, models, training
-from .config import SIZES, RunConfig
+from .config import SIZES, RunConfig, budget_summary
 from .data import Cifar100
 from .errors import ConfigError
 
@@ -94,19 +94,8 @@ def choose_size(cfg: RunConfig, ds: Cifar100, steps: int = 4, warmup: int = 2, s
             break
     record = {"minutes": cfg.minutes, "margin": MARGIN, "precision": timing.placement.precision, "probe": measured,
               "size": chosen, "projected_minutes": measured[chosen]["projected_minutes"]}  # fmt: skip
-    say(budget_line(record))
+    say(f"time budget {cfg.minutes:g} training minutes: {budget_summary(record)}.")
     return dataclasses.replace(cfg, size=chosen, widths=SIZES[chosen]), record
-
-
-def budget_line(record: dict) -> str:
-    probe = ", ".join(f"{size} {m['images_per_second']:.0f} images/s ({m['projected_minutes']:.1f} min)"
-                      for size, m in record["probe"].items())  # fmt: skip
-    fits = record["projected_minutes"] <= record["minutes"]
-    verdict = "fits" if fits else f"the smallest size, still over {record['minutes']:g} min: expect an overrun"
-    return (
-        f"time budget {record['minutes']:g} training minutes: measured {probe} in {record['precision']}; training "
-        f"size {record['size']}, projected {record['projected_minutes']:.1f} min ({verdict})."
-    )
 
 
 def main(argv: list[str]) -> None:

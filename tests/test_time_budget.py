@@ -82,7 +82,7 @@ def test_the_largest_size_that_fits_is_chosen(monkeypatch, speeds, minutes, chos
     projected = 10 * 50_000 / speeds[chosen] / 60 * pace.MARGIN
     assert record["projected_minutes"] == pytest.approx(projected, abs=0.05)
     (line,) = said
-    assert line.startswith(f"time budget {minutes} training minutes: measured M ") and f"training size {chosen}" in line
+    assert line.startswith(f"time budget {minutes} training minutes: timed M ") and f"chose size {chosen}," in line
     assert ("expect an overrun" in line) == (projected > minutes)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import nbformat
 
-from ..config import EPOCH_BUDGET
+from ..config import EPOCH_BUDGET, budget_summary
 from ..files import read_json, write_atomic
 from . import history, manifest
 from .markup import escape
@@ -89,15 +89,6 @@ def setting_rows(run: RunDir, cfg: dict, metrics: dict, record: dict) -> list[tu
         budget = record["budget"]
         rows.append(("Time budget", f"{budget['minutes']:g} min of training: {escape(budget_summary(budget))}"))
     return rows
-
-
-def budget_summary(budget: dict) -> str:
-    """What the probe before training measured and chose, in words (run.json's ``budget``)."""
-    probe = ", ".join(f"{size} {m['images_per_second']:.0f} images/s" for size, m in budget["probe"].items())
-    chosen = f"chose size {budget['size']}, projected {budget['projected_minutes']:.1f} min"
-    if budget["projected_minutes"] > budget["minutes"]:
-        chosen += " (the smallest size, projected over the budget: an overrun was expected)"
-    return f"timed {probe} ({budget['precision']}); {chosen}"
 
 
 def summary(run: RunDir, failure: str | None, notebooks: list[Path]) -> str:
