@@ -73,7 +73,7 @@ class RunConfig:
     bn_momentum: float = 0.9
     image_size: int = 32  # what the network sees; CIFAR's 32x32 images are resized inside the model
     start_size: int = 0  # progressive resizing: first epochs at this size, growing to 32 (0: off)
-    backbone: str = ""  # transfer: a keras.applications constructor name in models.BACKBONES
+    backbone: str = ""  # transfer, seed: a keras.applications constructor name in models.BACKBONES ("": seed's V2L)
     mixed_precision: bool = True  # float16 on capable GPUs, bfloat16 on TPU and bf16-capable CPUs; False: float32
     deterministic: bool = False  # bit-for-bit repeatable on CPU (op determinism, no XLA); slower
     dropout: float = 0.0
@@ -321,7 +321,7 @@ def validate(cfg: RunConfig) -> None:
             "drop --data, or choose a recipe that reads CIFAR-100 (--recipe cpu)."
         )
     if cfg.model in ("transfer", "seed"):
-        if cfg.model == "transfer" and cfg.backbone not in BACKBONE_NAMES:
+        if (cfg.backbone or cfg.model == "transfer") and cfg.backbone not in BACKBONE_NAMES:
             raise ConfigError(f"Unknown backbone '{cfg.backbone}'. Valid: {', '.join(BACKBONE_NAMES)}.")
         if cfg.image_size < 32:
             raise ConfigError(

@@ -97,7 +97,7 @@ def resized(inputs, cfg: RunConfig):
 
 
 def build_seed(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> keras.Model:
-    """The student team's model: ImageNet EfficientNetV2L at 32x32 with their Sequential head.
+    """The student team's model: ImageNet EfficientNetV2L at 32x32 (or ``cfg.backbone``) with their Sequential head.
 
     Their filter counts, dropout rate, batch size and learning rate were only in screenshots; the
     values in the ``seed`` recipe (Conv2D 256, Dropout 0.3, Dense 256, batch 64, RMSprop 1e-4) are
@@ -118,9 +118,8 @@ def build_seed(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> ke
         ],
         name="head",
     )
-    return keras.Model(
-        inputs, head(pretrained(keras.applications.EfficientNetV2L, cfg)(x)), name="seed_efficientnetv2l"
-    )
+    name = cfg.backbone or "EfficientNetV2L"
+    return keras.Model(inputs, head(pretrained(BACKBONES[name], cfg)(x)), name=f"seed_{name.lower()}")
 
 
 def backbone(cfg: RunConfig) -> keras.Model:

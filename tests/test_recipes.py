@@ -14,7 +14,7 @@ from cifar100_helpers.running.run_dir import RunDir
 SMALL = {
     "cpu": {"widths": (8, 16, 16)},
     "scratch": {"widths": (8, 16, 16), "start_size": 24},
-    "seed": {"weights": None, "head_filters": 8, "head_units": 8},
+    "seed": {"weights": None, "head_filters": 8, "head_units": 8, "backbone": "EfficientNetV2B0"},  # V2L: below
     "transfer": {"weights": None, "backbone": "EfficientNetV2B0", "image_size": 32},
 }
 
@@ -39,6 +39,18 @@ def test_recipe_takes_real_training_steps(recipe, small_data, tmp_path):
     history = epoch_files.train(model, limited, cfg, RunDir(tmp_path).create(), interactive=False)
     assert len(history) == 2 and np.isfinite(history[-1]["loss"])
     assert not np.array_equal(before[0], keras.ops.convert_to_numpy(model.trainable_weights[-1]))
+    keras.backend.clear_session()
+
+
+@pytest.mark.slow  # EfficientNetV2L's 1,000 layers: about a minute to build on a CPU
+def test_seed_is_the_student_teams_efficientnetv2l_unless_another_backbone_is_named():
+    """The smoke-size pipeline test runs seed's head on EfficientNetV2B0 (V2L took 10 minutes there); the recipe
+    itself builds EfficientNetV2L, 117.7M parameters without its top (Keras's table)."""
+    model = models.build(config.make_config("seed", weights=None))
+    assert model.name == "seed_efficientnetv2l" and model.layers[1].name == "efficientnetv2-l"
+    assert model.layers[1].count_params() == 117_746_848
+    keras.backend.clear_session()
+    assert models.build(config.make_config("seed", **SMALL["seed"])).name == "seed_efficientnetv2b0"
     keras.backend.clear_session()
 
 
@@ -69,9 +81,10 @@ def test_transfer_offline_names_the_file(offline):
     keras.backend.clear_session()
 
 
-def test_unknown_backbone_lists_valid_ones():
+@pytest.mark.parametrize("recipe", ["transfer", "seed"])
+def test_unknown_backbone_lists_valid_ones(recipe):
     with pytest.raises(ConfigError, match="EfficientNetV2S.*ConvNeXtBase"):
-        config.make_config("transfer", backbone="ResNet50")
+        config.make_config(recipe, backbone="ResNet50")
 
 
 def test_resolution_too_small_for_backbone():

@@ -34,10 +34,10 @@ def test_weight_decay_skips_batchnorm_and_biases():
     assert optimizer._use_weight_decay(kernel) and not optimizer._use_weight_decay(gamma)
 
 
-@pytest.mark.slow  # 10 epochs of a small cpu network (make test-slow)
+@pytest.mark.slow  # 4 epochs of the cpu network at size XXS (make test-slow)
 def test_cpu_recipe_learns_generated_data(archive, tmp_path):
     """A short training of the cpu recipe beats chance (1%) by a wide margin."""
-    cfg = config.make_config("cpu", epochs=4, batch_size=64, learning_rate=0.1, verify=False)
+    cfg = config.make_config("cpu", size="XXS", epochs=4, batch_size=64, learning_rate=0.1, verify=False)
     ds = data.load(archive, verify=False, val_fraction=cfg.val_fraction)
     run = RunDir(tmp_path / "run").create()
     model = models.build(cfg, ds.train.x)
@@ -119,13 +119,13 @@ def test_training_again_after_it_finished_trains_nothing(archive, tmp_path):
     assert all(np.array_equal(a, b) for a, b in zip(first, again.get_weights(), strict=True))
 
 
-@pytest.mark.slow  # about 2 minutes on an AVX2-only 2-core CPU: make test-slow
+@pytest.mark.slow  # make test-slow
 def test_weight_ema_with_few_steps_saves_what_validation_measured(archive, tmp_path):
     """A 0.999 average over ~100 steps used to keep most of the step-1 weights in the saved model
     while history.csv showed the raw weights' validation. Now validation runs on the average, with
     its own BatchNorm statistics, and the saved model is exactly what was validated."""
     cfg = config.make_config(
-        "cpu", epochs=3, batch_size=64, learning_rate=0.1, ema=0.999, verify=False, val_fraction=0.1
+        "cpu", size="XXS", epochs=3, batch_size=64, learning_rate=0.1, ema=0.999, verify=False, val_fraction=0.1
     )
     ds = data.load(archive, verify=False, val_fraction=cfg.val_fraction)
     run = RunDir(tmp_path / "run").create()
