@@ -31,8 +31,11 @@ def test_airbench_output_shape(recipe):
 
 
 def test_seed_model_without_pretrained_weights():
+    """The student team's EfficientNetV2L (117.7M parameters without its top, Keras's table) and head; the
+    smoke-size pipeline test puts the head on EfficientNetV2B0 (V2L took 10 minutes there)."""
     cfg = config.make_config("seed", weights=None)
     model = models.build(cfg)
+    assert model.name == "seed_efficientnetv2l" and model.layers[1].count_params() == 117_746_848
     names = [layer.__class__.__name__ for layer in model.get_layer("head").layers]
     assert names == [
         "Conv2D", "BatchNormalization", "Dropout", "GlobalAveragePooling2D", "Flatten", "Dense", "Dense",
