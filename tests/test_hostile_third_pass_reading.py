@@ -3,6 +3,7 @@ user goes through files.py (regular files only, bounded size and nesting) and ev
 resolve_path, so a named pipe, deeply nested JSON, a symlink loop or an unusable home ends in one line, exit 2,
 never a hang or a traceback. Commands run as the user runs them, in a subprocess with a timeout, so a hang fails."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from .test_compare import fake_run
 from .test_hostile import interrupted_run, one_line_error
 from .test_hostile_commands import deadline
 
+NEEDS_RAY = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="sweeps need Ray (the [sweep] extra)")
 NESTED = "[" * 200_000 + "]" * 200_000  # RecursionError in json.loads, were it not caught
 
 
@@ -104,6 +106,7 @@ def test_a_run_completes_and_indexes_beside_a_sibling_with_a_named_pipe(tmp_path
 
 
 def test_sweep_resume_with_sweep_json_a_named_pipe(tmp_path):
+    pytest.importorskip("ray", reason="sweeps need Ray")
     (tmp_path / "sweep").mkdir()
     fifo(tmp_path / "sweep" / "sweep.json")
     assert "sweep.json is a named pipe" in one_line(command("sweep", "--resume", tmp_path / "sweep"))
@@ -148,7 +151,7 @@ def test_resume_and_predict_name_a_deeply_nested_config(tmp_path, image):
         ["run", "--resume", "{}"],
         ["predict", "{}", "image.png"],
         ["compare", "--outputs", "{}"],
-        ["sweep", "--resume", "{}"],
+        pytest.param(["sweep", "--resume", "{}"], marks=NEEDS_RAY),
     ],
 )
 def test_a_symlink_loop_as_a_folder_is_named(tmp_path, argv):

@@ -112,7 +112,7 @@ def test_a_run_times_the_sizes_chooses_records_and_reports(tmp_path):
     fitting = [s for s in reversed(SIZES) if s in budget["probe"] and budget["probe"][s]["projected_minutes"] <= 0.05]
     assert budget["size"] == (fitting[0] if fitting else "XXS")
     assert json.loads((out / "config.json").read_text())["size"] == budget["size"]
-    assert f"training size {budget['size']}" in done.stdout
+    assert f"chose size {budget['size']}," in done.stdout
     assert f"chose size {budget['size']}" in (out / "report.html").read_text()
 
 
