@@ -83,8 +83,8 @@ def add_float32_option(parser: argparse.ArgumentParser) -> None:
 def add_budget_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, help="training-time budget in minutes (cpu: 30): before training, "
                         "the run times its network's sizes here and trains the largest that fits")  # fmt: skip
-    parser.add_argument("--size", choices=list(SIZES), help="train this size of the cpu network, untimed (XXS, XS, "
-                        "S, M: widths 40/96/192 ... 96/256/512); --set widths=[...] for others")  # fmt: skip
+    parser.add_argument("--size", choices=list(SIZES), help="train this size of the cpu network, untimed (XXXS ... M: "
+                        "widths 32/80/160 ... 96/256/512); --set widths=[...] for others")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

@@ -221,7 +221,7 @@ def choose_size(cfg: RunConfig, source: Path | None) -> tuple[RunConfig, dict | 
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         raise RunError(f"timing the sizes of {cfg.recipe} failed (exit {done.returncode}, its output above): choose "
-                       "a size with --size XXS, XS, S or M to skip the timing.")  # fmt: skip
+                       f"a size with --size {'/'.join(SIZES)} to skip the timing.")  # fmt: skip
     print("\n".join(lines[:-1]), flush=True)
     record = json.loads(lines[-1])
     return dataclasses.replace(cfg, size=record["size"], widths=SIZES[record["size"]]), record
