@@ -14,9 +14,10 @@ from .errors import BudgetError, ConfigError
 EPOCH_BUDGET = 10  # the study's rule: at most 10 passes over the training data
 MAX_EPOCHS = 1000  # even with --allow-over-budget: more is a typo (999999999999 epochs: an ETA of 554 million hours)
 SIZES = {  # the cpu network's named sizes, smallest first (docs/results.md, the ladder): widths of its three blocks
-    "XXXS": (32, 80, 160),  # for the slowest CPUs: on the AVX2-only EPYC, XXS projected 33.5 min and trained 30.3
+    "XXXS": (32, 80, 160),  # for the slowest CPUs: on the AVX2-only EPYC, XXS projected 33.5 min and trained 30.3;
+    # XXXS projected 22.1 and trained 18.9 there, 66.96% with TTA (the showcase, docs/results.md)
     "XXS": (40, 96, 192),  # for CPUs without bfloat16 or AVX-512: 24 min projected on an AVX2-only EPYC in float32,
-    # where XS projects 43 (2026-12-03); the showcase, 68.55% with TTA there (docs/results.md)
+    # where XS projects 43 (2026-12-03); 68.55% with TTA there, in 30.3 min (outputs/avx2-epyc-xxs-seed7)
     "XS": (48, 128, 256),
     "S": (64, 160, 320),
     "M": (96, 256, 512),
