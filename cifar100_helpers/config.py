@@ -16,8 +16,8 @@ MAX_EPOCHS = 1000  # even with --allow-over-budget: more is a typo (999999999999
 SIZES = {  # the cpu network's named sizes, smallest first (docs/results.md, the ladder): widths of its three blocks
     "XXXS": (32, 80, 160),  # for the slowest CPUs: on the AVX2-only EPYC, XXS projected 33.5 min and trained 30.3;
     # XXXS projected 22.1 and trained 18.9 there, 66.96% with TTA (the showcase, docs/results.md)
-    "XXS": (40, 96, 192),  # for CPUs without bfloat16 or AVX-512: 24 min projected on an AVX2-only EPYC in float32,
-    # where XS projects 43 (2026-12-03); 68.55% with TTA there, in 30.3 min (outputs/avx2-epyc-xxs-seed7)
+    "XXS": (40, 96, 192),  # for CPUs without bfloat16 or AVX-512: on the AVX2-only EPYC in float32 its probes
+    # projected 24.4 to 33.5 min (2026-12-03); 68.55% with TTA there, in 30.3 min (outputs/avx2-epyc-xxs-seed7)
     "XS": (48, 128, 256),
     "S": (64, 160, 320),
     "M": (96, 256, 512),
@@ -34,6 +34,7 @@ def budget_summary(budget: dict) -> str:
     return f"timed {probe} in {budget['precision']}; {chosen}"
 
 
+SEED_BACKBONE = "EfficientNetV2L"  # the student team's, for seed when no backbone is named
 TTA_MODES = ("none", "flip", "flip_translate", "flip_grid")  # evaluation.TTA_VIEWS
 BACKBONE_NAMES = (
     "EfficientNetV2B0", "EfficientNetV2B1", "EfficientNetV2B2", "EfficientNetV2B3",
@@ -75,7 +76,7 @@ class RunConfig:
     bn_momentum: float = 0.9
     image_size: int = 32  # what the network sees; CIFAR's 32x32 images are resized inside the model
     start_size: int = 0  # progressive resizing: first epochs at this size, growing to 32 (0: off)
-    backbone: str = ""  # transfer, seed: a keras.applications constructor name in models.BACKBONES ("": seed's V2L)
+    backbone: str = ""  # transfer, seed: a keras.applications constructor name in models.BACKBONES ("": SEED_BACKBONE)
     mixed_precision: bool = True  # float16 on capable GPUs, bfloat16 on TPU and bf16-capable CPUs; False: float32
     deterministic: bool = False  # bit-for-bit repeatable on CPU (op determinism, no XLA); slower
     dropout: float = 0.0
@@ -327,7 +328,7 @@ def validate(cfg: RunConfig) -> None:
             raise ConfigError(f"Unknown backbone '{cfg.backbone}'. Valid: {', '.join(BACKBONE_NAMES)}.")
         if cfg.image_size < 32:
             raise ConfigError(
-                f"image size {cfg.image_size} is too small for {cfg.backbone or 'EfficientNetV2L'}: "
+                f"image size {cfg.image_size} is too small for {cfg.backbone or SEED_BACKBONE}: "
                 "use at least 32 (--set image_size=224)."
             )
         if cfg.model == "seed" and not (cfg.head_filters and cfg.head_units):

@@ -12,7 +12,7 @@ import numpy as np
 from keras import layers
 
 from .batchnorm import FusedBatchNorm
-from .config import BACKBONE_NAMES, RunConfig
+from .config import BACKBONE_NAMES, SEED_BACKBONE, RunConfig
 from .data import IMAGE_SHAPE
 from .errors import ConfigError
 
@@ -118,7 +118,7 @@ def build_seed(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> ke
         ],
         name="head",
     )
-    name = cfg.backbone or "EfficientNetV2L"
+    name = cfg.backbone or SEED_BACKBONE
     return keras.Model(inputs, head(pretrained(BACKBONES[name], cfg)(x)), name=f"seed_{name.lower()}")
 
 

@@ -116,3 +116,11 @@ def test_flops_of_a_model_taking_any_size_are_counted_at_the_size_given():
     assert models.training_flops(models.build_airbench(cfg), cfg.start_size) == models.training_flops(
         models.build_airbench(fixed), cfg.start_size
     )
+
+
+def test_bench_takes_smoke_only_when_named():
+    """gpu-check's orchestration test benches smoke; bench's default list leaves it out."""
+    from cifar100_helpers.commands import cli
+
+    assert cli.parser().parse_args(["bench", "--recipes", "smoke"]).recipes == ["smoke"]
+    assert "smoke" not in cli.BENCH_RECIPES

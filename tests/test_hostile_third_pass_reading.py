@@ -105,8 +105,8 @@ def test_a_run_completes_and_indexes_beside_a_sibling_with_a_named_pipe(tmp_path
     assert json.loads((tmp_path / "new" / "run.json").read_text())["status"] == "completed"
 
 
+@NEEDS_RAY
 def test_sweep_resume_with_sweep_json_a_named_pipe(tmp_path):
-    pytest.importorskip("ray", reason="sweeps need Ray")
     (tmp_path / "sweep").mkdir()
     fifo(tmp_path / "sweep" / "sweep.json")
     assert "sweep.json is a named pipe" in one_line(command("sweep", "--resume", tmp_path / "sweep"))

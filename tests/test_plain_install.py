@@ -76,3 +76,21 @@ def test_a_plain_install_runs_and_compares_from_another_folder(tmp_path):
     user_runs(python, "-m", "cifar100_helpers", "compare", cwd=elsewhere)
     assert (elsewhere / "outputs" / "compare" / "report.html").is_file()
     assert (elsewhere / "outputs" / "index.html").is_file()
+
+
+def test_the_wheel_holds_the_package_and_its_notebooks_and_nothing_left_from_an_earlier_build(tmp_path):
+    """setuptools built through build/lib/ and never emptied it: `pip install .` from a checkout shipped modules
+    deleted since an earlier install (muon.py, hardware.py, devices.py were found installed). Hatchling builds from
+    the source tree; a stale build/lib/ beside it must not reach the wheel."""
+    source = shutil.copytree(REPO, tmp_path / "source", ignore=LEFT_OUT)
+    stale = source / "build" / "lib" / "cifar100_helpers" / "muon.py"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("")
+    wheel_dir = tmp_path / "wheel"
+    pip = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "--no-index", "-w"]
+    subprocess.run([*pip, str(wheel_dir), str(source)], check=True, capture_output=True, cwd=tmp_path)
+    (wheel,) = wheel_dir.glob("*.whl")
+    shipped = {name for name in zipfile.ZipFile(wheel).namelist() if ".dist-info/" not in name}
+    package = {p.relative_to(source).as_posix() for p in (source / "cifar100_helpers").rglob("*.py")}
+    notebooks = {f"cifar100_helpers/notebooks/{p.name}" for p in (source / "notebooks").glob("*.ipynb")}
+    assert shipped == package | notebooks
