@@ -159,9 +159,9 @@ def test_the_ladder_table_is_its_evidence():
 # starts with `cpu`), a sentence in which `cpu` (the `cpu` recipe, the `cpu` row) is, has, trains, uses, reaches,
 # averages or takes something, or a sentence that calls `cpu` or a recipe today's, latest, final, current or newest.
 # Every setting a claim names (weight decay, widths, batch, learning rate, label smoothing, BN momentum, TTA, training
-# images) must be config.RECIPES["cpu"]'s, every parameter count the one bench measured for its widths, every
-# mean ± std one of the headline sweep's; it may name no superseded run (a committed run trained with other
-# settings), nor its accuracy or its width's parameter count; a row's evidence links must lead to runs of config's
+# images) must be config.RECIPES["cpu"]'s, every parameter count one bench measured for a named size's widths, every
+# mean ± std one of a committed sweep of config's recipe (the headline's or another machine's); it may name no
+# superseded run (a committed run trained with other settings), nor its accuracy or another width's parameter count; a row's evidence links must lead to runs of config's
 # settings. History goes in sentences and rows of its own, labelled by the date or commit of its recipe.
 
 CURRENT_WORD = re.compile(r"\b(?:today(?:'s)?|latest|final|current(?:ly)?|newest)\b", re.I)
@@ -270,25 +270,33 @@ def superseded(recipe) -> tuple[set, set]:
     return folders, figures
 
 
-def parameter_counts(widths: tuple) -> tuple[int, set]:
-    """The parameter count bench measured for the `cpu` network at these widths, and those of other widths."""
+def parameter_counts(sizes: set) -> tuple[set, set]:
+    """The parameter counts bench measured for the `cpu` network at its named sizes' widths, and those of other
+    widths."""
     counts = {}
     for bench in OUTPUTS.rglob("bench-*.json"):
         for entry in read(bench).get("recipes", []):
             if entry.get("recipe") == "cpu" and "parameters" in entry:
                 counts.setdefault(tuple(entry.get("overrides", {}).get("widths", ())), set()).add(entry["parameters"])
-    assert len(counts.get(widths, ())) == 1, f"bench measured no single parameter count for widths {widths}"
-    (mine,) = counts[widths]
-    return mine, set().union(*counts.values()) - {mine}
+    mine = set().union(*(counts.get(widths, set()) for widths in sizes))
+    assert mine, f"bench measured no parameter count for any of the widths {sorted(sizes)}"
+    return mine, set().union(*counts.values()) - mine
 
 
-def headline_sweep(recipe) -> tuple[set, set]:
-    """The README's headline sweep (trained with the recipe's settings): its means ± std as the docs write them
-    (top-1, top-5, superclass, training and whole-pipeline minutes), and its top-1 figures."""
-    sweep = REPO / re.search(r"\]\((outputs/[^)#]+)/sweep\.json\)", headline_row()).group(1)
-    runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
-    stale = {run.name: differences(read(run / "config.json"), recipe) for run in runs}
+def current_sweeps(recipe) -> list[Path]:
+    """The README's headline sweep first, then every other committed sweep whose runs all have the recipe's settings
+    (each at the size its machine's time budget chose)."""
+    headline = REPO / re.search(r"\]\((outputs/[^)#]+)/sweep\.json\)", headline_row()).group(1)
+    stale = {run.parent.name: differences(read(run), recipe) for run in headline.glob("*/config.json")}
     assert not any(stale.values()), f"the README's headline sweep is not config's recipe: {stale}"
+    others = [p.parent for p in sorted(OUTPUTS.glob("*/sweep.json")) if p.parent != headline]
+    return [headline] + [s for s in others if not any(differences(read(c), recipe) for c in s.glob("*/config.json"))]
+
+
+def sweep_statements(sweep: Path) -> tuple[set, set]:
+    """A sweep's means ± std as the docs write them (top-1, top-5, superclass, training and whole-pipeline minutes),
+    and its top-1 figures."""
+    runs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
     metrics = [read(run / "metrics.json") for run in runs]
     keys = ("top1", "top1_tta", "top5", "top5_tta", "superclass_top1")
     stated = {mean_std([m[key] * 100 for m in metrics], 2) for key in keys}
@@ -306,8 +314,11 @@ def evidence() -> dict:
 
     recipe = config.RECIPES["cpu"]
     folders, stale_figures = superseded(recipe)
-    parameters, stale_counts = parameter_counts(recipe.widths)
-    stated, figures = headline_sweep(recipe)
+    parameters, stale_counts = parameter_counts(set(config.SIZES.values()))
+    stated, figures = set(), set()
+    for sweep in current_sweeps(recipe):
+        sweep_stated, sweep_figures = sweep_statements(sweep)
+        stated, figures = stated | sweep_stated, figures | sweep_figures
     tried = {read(p).get("weight_decay") for p in OUTPUTS.rglob("config.json")}
     tried |= {read(p)["changes"].get("weight_decay") for p in OUTPUTS.rglob("validation.json")}
     return {
@@ -341,14 +352,14 @@ def setting_problems(text: str, ev: dict) -> list[str]:
 def measurement_problems(text: str, ev: dict) -> list[str]:
     problems = []
     for millions in MILLIONS.findall(text):
-        if millions != f"{ev['parameters'] / 1e6:.{len(millions.split('.')[1])}f}":
-            problems.append(f"{millions}M, but widths {ev['recipe'].widths} have {ev['parameters']:,} parameters")
+        if millions not in {f"{count / 1e6:.{len(millions.split('.')[1])}f}" for count in ev["parameters"]}:
+            problems.append(f"{millions}M is no named size's parameter count ({sorted(ev['parameters'])})")
     for count in ev["stale_counts"]:
         if re.search(rf"(?<![\d.,]){count:,}(?![\d,])|(?<![\d.]){count / 1e6:.2f}M", text):
             problems.append(f"{count:,} parameters are another width's")
     for mean, std in MEAN_STD.findall(text):
         if f"{mean} ± {std}" not in ev["mean_std"]:
-            problems.append(f"{mean} ± {std} is none of the headline sweep's means ± std")
+            problems.append(f"{mean} ± {std} is none of the means ± std of a sweep of config's recipe")
     for folder in ev["stale_folders"]:
         if re.search(rf"(?<![\w-]){re.escape(folder)}(?![\w-])", text):
             problems.append(f"names {folder}, trained with other settings than config's")
