@@ -161,8 +161,9 @@ def test_the_ladder_table_is_its_evidence():
 # Every setting a claim names (weight decay, widths, batch, learning rate, label smoothing, BN momentum, TTA, training
 # images) must be config.RECIPES["cpu"]'s, every parameter count one bench measured for a named size's widths, every
 # mean ± std one of a committed sweep of config's recipe (the headline's or another machine's); it may name no
-# superseded run (a committed run trained with other settings), nor its accuracy or another width's parameter count; a row's evidence links must lead to runs of config's
-# settings. History goes in sentences and rows of its own, labelled by the date or commit of its recipe.
+# superseded run (a committed run trained with other settings), nor its accuracy or another width's parameter count;
+# a row's evidence links must lead to runs of config's settings. History goes in sentences and rows of its own,
+# labelled by the date or commit of its recipe.
 
 CURRENT_WORD = re.compile(r"\b(?:today(?:'s)?|latest|final|current(?:ly)?|newest)\b", re.I)
 NAMES_A_RECIPE = re.compile(r"`cpu`|(?<![\w-])cpu(?![\w-])|\brecipe\b")  # case-sensitive: "CPU" is hardware
