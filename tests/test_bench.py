@@ -34,6 +34,8 @@ def test_bench_set_changes_every_recipe_and_is_recorded(archive, tmp_path):
     row = json.loads(output.read_text())["recipes"][0]
     assert row["overrides"] == {"mixed_precision": False, "widths": [8, 8, 16], "batch_size": 32}
     assert row["placement"]["precision"] == "float32" and row["global_batch_size"] == 32
+    # cpu trains on all 50,000 images, so 10 epochs are 500,000 of them (not the 45,000 of a validation hold-out)
+    assert row["projected_10_epoch_minutes"] == pytest.approx(500_000 / row["train_images_per_second"] / 60, abs=0.06)
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from ..config import EPOCH_BUDGET, make_config
 from ..files import write_atomic
 from ..running import manifest
 
-TRAIN_IMAGES = 45_000  # the training split after the default 5,000-image validation hold-out
 CORES = os.cpu_count() or 1
 SLOW_ON_CPU = {"seed": "EfficientNetV2L", "transfer": "EfficientNetV2S at 224 px"}  # minutes and gigabytes on a CPU
 
@@ -31,6 +30,12 @@ def choose(named: list[str] | None, every: list[str], accelerator: bool) -> tupl
     notes = [f"skipping {what}: on a CPU each takes many minutes and several GB of memory; name it with --recipes "
              "to bench it anyway"] if slow else []  # fmt: skip
     return [r for r in every if r not in slow], notes
+
+
+def training_images(cfg) -> int:
+    """Images an epoch of ``cfg`` trains on: the official training split less its validation hold-out (``cpu``
+    holds out none: 50,000)."""
+    return round(data.OFFICIAL_COUNTS[0] * (1 - cfg.val_fraction))
 
 
 def images_per_second(run_steps, batch_size: int, steps: int) -> float:
@@ -75,7 +80,7 @@ def bench_recipe(name: str, ds: data.Cifar100, steps: int, warmup: int, override
         "input_pipeline_images_per_second": round(pipeline_ips, 1),
         "input_pipeline_images_per_second_per_core": round(pipeline_ips / CORES, 1),
         "pipeline_to_train_ratio": round(pipeline_ips / train_ips, 1),
-        "projected_10_epoch_minutes": round(EPOCH_BUDGET * TRAIN_IMAGES / train_ips / 60, 1),
+        "projected_10_epoch_minutes": round(EPOCH_BUDGET * training_images(cfg) / train_ips / 60, 1),
     }
 
 
