@@ -3,7 +3,9 @@
 in) and its training step timed in bfloat16 and float32, one bench after another
 (outputs/ladder/bench-<rung>-<precision>.json, `bench --set widths=[...] [--set mixed_precision=False]`). Minutes are
 10 epochs of the 50,000 training images at the benched speed (this VM's full speed; its slow spells run at about
-0.65x). Writes docs/figures/cpu_ladder.png and prints the Markdown table of docs/results.md.
+0.65x). Writes docs/figures/cpu_ladder.png and prints the two Markdown tables of docs/results.md: the ladder, and
+each size's minutes at each oneDNN instruction-set level (outputs/ladder/isa-epyc/, `bench` under
+`ONEDNN_MAX_CPU_ISA`).
 
 Only measured points are drawn: accuracy is the validation split's (never the test split's), and only in the
 precision it was measured in (bfloat16); float32 has measured minutes but no measured accuracy, so it gets a
@@ -33,6 +35,13 @@ RUNGS = [  # name, widths, validation run: three sizes at weight decay 1e-2, the
 ]
 IMAGES = 10 * 50_000  # a run of the recipe: 10 epochs of all training images
 LIMIT = 30  # minutes: the study's promise on two cores
+MARGIN = 1.15  # the time budget's (cifar100_helpers.pace.MARGIN): a size is chosen when minutes x MARGIN fit LIMIT
+SIZES = ("XXXS", "XXS", "XS", "S", "M")
+LEVELS = {  # outputs/ladder/isa-epyc/bench-<level>-<size>.json: ONEDNN_MAX_CPU_ISA on the AVX512_BF16 EPYC
+    "native": "AVX512_CORE_BF16 (no cap): bfloat16",
+    "AVX512_CORE": "`ONEDNN_MAX_CPU_ISA=AVX512_CORE`: float32",
+    "AVX2": "`ONEDNN_MAX_CPU_ISA=AVX2`: float32",
+}
 
 
 def images_per_second(rung: str, precision: str) -> float:
@@ -83,6 +92,29 @@ def table(rungs: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def isa_table() -> str:
+    """Each size's training minutes (10 epochs of 50,000 images) at each oneDNN instruction-set level, benched on one
+    CPU, and the size the time budget picks at each (the largest whose minutes x MARGIN fit LIMIT)."""
+    bench = {(level, size): json.loads((OUTPUTS / "ladder" / "isa-epyc" / f"bench-{level}-{size}.json").read_text())
+             ["recipes"][0] for level in LEVELS for size in SIZES}  # fmt: skip
+    minutes = {key: IMAGES / row["train_images_per_second"] / 60 for key, row in bench.items()}
+    lines = [
+        "| size | parameters | GFLOP per training image | " + " | ".join(LEVELS.values()) + " |",
+        "| --- | ---: | ---: |" + " ---: |" * len(LEVELS),
+    ]
+    for size in SIZES:
+        row = bench[("native", size)]
+        cells = [f"{bench[(level, size)]['train_images_per_second']:.0f} images/s, {minutes[(level, size)]:.1f} min"
+                 for level in LEVELS]  # fmt: skip
+        lines.append(
+            f"| {size} | {row['parameters']:,} | {row['training_gflop_per_image']:.3f} | {' | '.join(cells)} |"
+        )
+    picks = [max((s for s in SIZES if minutes[(level, s)] * MARGIN <= LIMIT), key=SIZES.index, default="none")
+             for level in LEVELS]  # fmt: skip
+    lines.append(f"| **the budget picks** | | | {' | '.join(f'**{p}**' for p in picks)} |")
+    return "\n".join(lines)
+
+
 def figure(rungs: list[dict]) -> plt.Figure:
     """Top: validation top-1 (flip + translate TTA) against bfloat16 minutes, one line per weight decay. Bottom: a
     strip of minutes only, bfloat16 and float32, for each size (float32 accuracy was never measured)."""
@@ -119,7 +151,7 @@ def figure(rungs: list[dict]) -> plt.Figure:
 def main() -> int:
     rungs = [rung(*spec) for spec in RUNGS]
     figure(rungs).savefig(REPO / "docs" / "figures" / "cpu_ladder.png", dpi=120)
-    print(table(rungs))
+    print(table(rungs), isa_table(), sep="\n\n")
     return 0
 
 
