@@ -186,6 +186,13 @@ def peak_gflops(precision: str) -> dict:
     return {"gflops": round(cores * ghz * per_cycle, 1) if ghz else None, "how": how}
 
 
+def onednn_settings() -> dict:
+    """The environment's switches that change what oneDNN runs here (a cap such as ONEDNN_MAX_CPU_ISA=AVX2 makes a
+    bfloat16 CPU train in float32), as set; empty when none is."""
+    names = ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
+    return {name: os.environ[name] for name in names if os.environ.get(name, "").strip()}
+
+
 def describe() -> dict:
     """The machine, for run.json: platform, CPU and its cores, memory, GPUs by name, the TPU's address."""
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else None
@@ -194,6 +201,7 @@ def describe() -> dict:
         "cpu": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "cpu_bfloat16": cpu_bfloat16(),
+        "onednn_settings": onednn_settings(),
         "memory_gib": round(memory / 2**30, 1) if memory else None,
         "gpus": gpu_names(),
         "tpu": tpu_address(),

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from cifar100_helpers.running import manifest
+
 from .conftest import REPO
 
 FAKE_GPU = "NVIDIA A100-SXM4-40GB"
@@ -92,3 +94,5 @@ def test_a_cpu_without_native_bfloat16_trains_in_float32(flags, env, tmp_path):
     record = json.loads((run / "run.json").read_text())
     assert record["training"]["precision"] == "float32" and record["hardware"]["cpu_bfloat16"] is False
     assert record["hardware"]["cpu"] == "Rehearsed CPU"
+    assert record["hardware"]["onednn_settings"] == env  # the cap or switch that forced float32 is on record
+    assert all(f"{name}={value}" in manifest.describe_placement(run / "run.json") for name, value in env.items())

@@ -54,6 +54,8 @@ def describe_placement(path: Path) -> str:
     record = json.loads(Path(path).read_text()) if Path(path).exists() else {}
     hw, t = record.get("hardware", {}), record.get("training", {})
     device = ", ".join(hw.get("gpus") or []) or f"{hw.get('cpu', '?')} ({hw.get('cpu_cores', '?')} cores)"
+    if hw.get("onednn_settings"):  # a capped or switched-off oneDNN: what forced float32 on a bfloat16 CPU
+        device += " with " + ", ".join(f"{name}={value}" for name, value in hw["onednn_settings"].items())
     if not t:
         return f"Trained on {device}."
     ema = f", weight EMA {t['ema']['momentum']:g} (with warm-up)" if t.get("ema") else ""
