@@ -23,6 +23,10 @@ SIZES = {  # the cpu network's named sizes, smallest first (docs/results.md, the
     "M": (96, 256, 512),
 }
 
+MARGIN = 1.15  # the time budget's: measured runs / bench's projection: 21.3-21.7 min against 19.0 min (cpu at size M,
+# bfloat16, Xeon with AMX, 2026-12-02; docs/results.md), from the first epoch's tracing, validation-free epoch ends and
+# callbacks (pace.projected_minutes)
+
 
 def budget_summary(budget: dict) -> str:
     """What the time budget's probe measured and chose, in words (run.json's ``budget``, from pace.choose_size)."""

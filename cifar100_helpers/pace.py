@@ -10,12 +10,9 @@ import time
 import keras
 
 from . import distribute, input_pipeline, models, training
-from .config import SIZES, RunConfig, budget_summary
+from .config import MARGIN, SIZES, RunConfig, budget_summary
 from .data import Cifar100
 from .errors import ConfigError
-
-MARGIN = 1.15  # measured runs / bench's projection: 21.3-21.7 min against 19.0 min (cpu at size M, bfloat16, Xeon
-# with AMX, 2026-12-02; docs/results.md), from the first epoch's tracing, validation-free epoch ends and callbacks
 
 
 class StepWindow(keras.callbacks.Callback):

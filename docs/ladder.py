@@ -11,7 +11,7 @@ Only measured points are drawn: accuracy is the validation split's (never the te
 precision it was measured in (bfloat16); float32 has measured minutes but no measured accuracy, so it gets a
 minutes-only strip under the accuracy panel.
 
-    python docs/ladder.py            # from the repository root, after the runs and benches below
+    .venv/bin/python docs/ladder.py  # from the repository root (the package installed), after the runs and benches
 """
 
 import json
@@ -22,6 +22,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from cifar100_helpers.config import MARGIN, RECIPES, SIZES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUTS = REPO / "outputs"
@@ -34,9 +36,7 @@ RUNGS = [  # name, widths, validation run: three sizes at weight decay 1e-2, the
     ("M", (96, 256, 512), "cpu-bf16-w96-256-512-wd2e-2"),
 ]
 IMAGES = 10 * 50_000  # a run of the recipe: 10 epochs of all training images
-LIMIT = 30  # minutes: the study's promise on two cores
-MARGIN = 1.15  # the time budget's (cifar100_helpers.pace.MARGIN): a size is chosen when minutes x MARGIN fit LIMIT
-SIZES = ("XXXS", "XXS", "XS", "S", "M")
+LIMIT = RECIPES["cpu"].minutes  # the study's promise on two cores; the budget picks a size whose minutes x MARGIN fit
 LEVELS = {  # outputs/ladder/isa-epyc/bench-<level>-<size>.json: ONEDNN_MAX_CPU_ISA on the AVX512_BF16 EPYC
     "native": "AVX512_CORE_BF16 (no cap): bfloat16",
     "AVX512_CORE": "`ONEDNN_MAX_CPU_ISA=AVX512_CORE`: float32",
@@ -109,8 +109,8 @@ def isa_table() -> str:
         lines.append(
             f"| {size} | {row['parameters']:,} | {row['training_gflop_per_image']:.3f} | {' | '.join(cells)} |"
         )
-    picks = [max((s for s in SIZES if minutes[(level, s)] * MARGIN <= LIMIT), key=SIZES.index, default="none")
-             for level in LEVELS]  # fmt: skip
+    fitting = {level: [size for size in SIZES if minutes[(level, size)] * MARGIN <= LIMIT] for level in LEVELS}
+    picks = [fitting[level][-1] if fitting[level] else "none" for level in LEVELS]  # SIZES runs smallest first
     lines.append(f"| **the budget picks** | | | {' | '.join(f'**{p}**' for p in picks)} |")
     return "\n".join(lines)
 
@@ -141,7 +141,7 @@ def figure(rungs: list[dict]) -> plt.Figure:
               xlabel="training minutes: 10 epochs of 50,000 images, 2 cores (bench, Intel Xeon with AMX)")  # fmt: skip
     strip.set_title("training minutes only, per size (float32: what a CPU without bfloat16 runs)", fontsize=9)
     for ax in (top, strip):
-        ax.axvline(LIMIT, color="tab:red", lw=1, ls=":", label=f"the {LIMIT}-minute limit")
+        ax.axvline(LIMIT, color="tab:red", lw=1, ls=":", label=f"the {LIMIT:g}-minute limit")
         ax.grid(alpha=0.3)
     top.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -144,10 +144,8 @@ def test_every_page_is_linked_from_the_readme(doc):
 
 def test_the_ladder_table_is_its_evidence():
     """docs/results.md's accuracy-per-minute ladder is what docs/ladder.py computes from the committed validation
-    runs and benches (with the time budget's margin), and its figure exists."""
+    runs and benches, and its figure exists."""
     import importlib.util
-
-    from cifar100_helpers import config, pace
 
     spec = importlib.util.spec_from_file_location("ladder", REPO / "docs" / "ladder.py")
     ladder = importlib.util.module_from_spec(spec)
@@ -156,7 +154,6 @@ def test_the_ladder_table_is_its_evidence():
     assert ladder.table([ladder.rung(*spec) for spec in ladder.RUNGS]) in results
     assert ladder.isa_table() in results  # each size's minutes at each instruction-set level
     assert (REPO / "docs" / "figures" / "cpu_ladder.png").exists()
-    assert ladder.MARGIN == pace.MARGIN and tuple(config.SIZES) == ladder.SIZES
 
 
 # Docs held to the evidence. A *claim about the current `cpu` recipe* is a table row labelled `cpu` (its first cell
