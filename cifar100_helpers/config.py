@@ -74,6 +74,7 @@ class RunConfig:
     ema: float = 0.0  # momentum of the weight EMA (after its warm-up, see training.WeightEMA); 0 turns it off
     tta: str = "flip"  # test-time augmentation reported beside plain accuracy: one of TTA_MODES
     widths: tuple[int, ...] = (64, 128, 256)
+    residual: bool = False  # airbench96's block: a third conv, the second and third adding to the block's pooled input
     size: str = ""  # a name in SIZES (sets widths); "auto": the largest whose projected training fits `minutes`
     # (pace.choose_size, timed before training); "": widths as given
     minutes: float = 0.0  # the training-time budget of a run, in minutes, that size "auto" chooses for; 0: none
