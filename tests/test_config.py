@@ -41,6 +41,8 @@ def test_budget_rule():
         ({"image_size": 8}, r"image_size must lie in \[16, inf\)"),
         ({"learning_rate": 0}, r"learning_rate must lie in \(0, inf\)"),
         ({"optimizer": "adam"}, "optimizer"),
+        ({"clean_epochs": 11}, r"clean_epochs must lie in \[0, 10\]"),
+        ({"clean_epochs": 1, "mixup": 0.2}, "clean_epochs turns off flip and translate only"),
     ],
 )
 def test_invalid_values(overrides, message):
