@@ -66,7 +66,6 @@ class RunConfig:
     label_smoothing: float = 0.0
     crop_pad: int = 4  # random translation of up to this many pixels; 0 turns it off
     flip: bool = True  # random horizontal flips in training
-    clean_epochs: int = 0  # the last this many epochs train without flip and translate
     crop_scale: float = 0.0  # random-resized-crop: smallest fraction of the image area kept; 0 turns it off
     randaugment: float = 0.0  # RandAugment strength in [0, 1]: magnitudes up to this share of each op's maximum
     # (augment.py, per image); 0 turns it off
@@ -75,7 +74,6 @@ class RunConfig:
     ema: float = 0.0  # momentum of the weight EMA (after its warm-up, see training.WeightEMA); 0 turns it off
     tta: str = "flip"  # test-time augmentation reported beside plain accuracy: one of TTA_MODES
     widths: tuple[int, ...] = (64, 128, 256)
-    residual: bool = False  # airbench96's block: a third conv, the second and third adding to the block's pooled input
     size: str = ""  # a name in SIZES (sets widths); "auto": the largest whose projected training fits `minutes`
     # (pace.choose_size, timed before training); "": widths as given
     minutes: float = 0.0  # the training-time budget of a run, in minutes, that size "auto" chooses for; 0: none
@@ -218,8 +216,10 @@ def make_config(recipe: str = "auto", **overrides) -> RunConfig:
     return cfg
 
 
-RETIRED = {"alternating_flip": False, "dirac": False, "bias_lr_scale": 1.0, "muon_learning_rate": 0.0}  # options
-# measured, dropped and removed on 2026-12-03 (docs/recipes.md): a saved config.json at these values still loads
+RETIRED = {"alternating_flip": False, "dirac": False, "bias_lr_scale": 1.0, "muon_learning_rate": 0.0,
+           "residual": False, "clean_epochs": 0}  # fmt: skip
+# options measured, dropped and removed (on 2026-12-03; the last two on 2026-12-04; docs/recipes.md): a saved
+# config.json at these values still loads
 
 
 def without_retired(saved: dict) -> dict:
@@ -242,8 +242,7 @@ RANGES = {  # the interval each number (each element of a list) must lie in; "ep
     "epochs": f"[1, {MAX_EPOCHS}]", "batch_size": "[1, inf)", "max_global_batch": "[1, inf)",
     "learning_rate": "(0, inf)", "momentum": "[0, 1)", "weight_decay": "[0, inf)",
     "warmup_epochs": "[0, epochs]", "label_smoothing": "[0, 1)",
-    "crop_pad": "[0, inf)", "clean_epochs": "[0, epochs]", "crop_scale": "[0, 1)", "randaugment": "[0, 1]",
-    "mixup": "[0, inf)",
+    "crop_pad": "[0, inf)", "crop_scale": "[0, 1)", "randaugment": "[0, 1]", "mixup": "[0, inf)",
     "cutmix": "[0, inf)", "ema": "[0, 1)", "widths": "[1, inf)", "bn_momentum": "[0, 1)",
     "image_size": "[16, inf)",
     "start_size": "[0, inf)", "dropout": "[0, 1)", "head_filters": "[0, inf)", "head_units": "[0, inf)",
@@ -340,8 +339,5 @@ def validate(cfg: RunConfig) -> None:
             )
         if cfg.model == "seed" and not (cfg.head_filters and cfg.head_units):
             raise ConfigError("the seed head needs head_filters and head_units of at least 1 (--set head_units=256).")
-    if cfg.clean_epochs and (cfg.crop_scale or cfg.randaugment or cfg.mixup or cfg.cutmix):
-        raise ConfigError("clean_epochs turns off flip and translate only: drop it, or crop_scale, randaugment, "
-                          "mixup and cutmix (--set clean_epochs=0).")  # fmt: skip
     if cfg.start_size and not 16 <= cfg.start_size <= cfg.image_size:
         raise ConfigError(f"start_size {cfg.start_size} must be between 16 and image_size {cfg.image_size}.")

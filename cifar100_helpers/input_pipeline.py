@@ -10,19 +10,17 @@ from .augment import rand_augment
 from .data import NUM_FINE, Split
 
 
-def random_crop_flip(images: tf.Tensor, pad: int, flip: bool, seed: tf.Tensor, clean=False) -> tf.Tensor:
-    """Batch-wise random translation (reflect-pad then crop back) and horizontal flip; neither where ``clean``
-    (a boolean tensor: the recipe's last ``clean_epochs``)."""
+def random_crop_flip(images: tf.Tensor, pad: int, flip: bool, seed: tf.Tensor) -> tf.Tensor:
+    """Batch-wise random translation (reflect-pad then crop back) and horizontal flip."""
     n, h, w = tf.shape(images)[0], tf.shape(images)[1], tf.shape(images)[2]
     seeds = tf.random.experimental.stateless_split(seed, 3)
     if flip:
-        flips = (tf.random.stateless_uniform([n], seeds[0]) < 0.5) & tf.logical_not(clean)
+        flips = tf.random.stateless_uniform([n], seeds[0]) < 0.5
         images = tf.where(flips[:, None, None, None], tf.reverse(images, axis=[2]), images)
     if pad:
         padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
         dy = tf.random.stateless_uniform([n, 1], seeds[1], maxval=2 * pad + 1, dtype=tf.int32)
         dx = tf.random.stateless_uniform([n, 1], seeds[2], maxval=2 * pad + 1, dtype=tf.int32)
-        dy, dx = tf.where(clean, pad, dy), tf.where(clean, pad, dx)  # a shift of `pad` crops the image back
         images = tf.gather(padded, dy + tf.range(h)[None], axis=1, batch_dims=1)
         images = tf.gather(images, dx + tf.range(w)[None], axis=2, batch_dims=1)
     return images
@@ -46,10 +44,9 @@ def one_hot(split: Split) -> np.ndarray:
     return np.eye(NUM_FINE, dtype=np.float32)[split.fine]
 
 
-def batch_augmenter(cfg, size: tf.Variable | None = None, epoch: tf.Variable | None = None):
+def batch_augmenter(cfg, size: tf.Variable | None = None):
     """The training-time transformation of one batch (images, one-hot labels) for a config:
-    flip + translate (off in the last ``cfg.clean_epochs`` once ``epoch``, counted from 0, reaches them),
-    random-resized-crop, then per-image RandAugment (:mod:`.augment`), MixUp and CutMix
+    flip + translate, random-resized-crop, then per-image RandAugment (:mod:`.augment`), MixUp and CutMix
     (Keras's layers) where enabled, then the current progressive image size where ``size`` is given.
     These steps yield float32 under any global dtype policy: mixed precision is for the model, not tf.data."""
     import keras
@@ -67,8 +64,7 @@ def batch_augmenter(cfg, size: tf.Variable | None = None, epoch: tf.Variable | N
         seed, crop_seed, rand_augment_seed = tf.unstack(
             tf.random.experimental.stateless_split(tf.stack([tf.cast(cfg.seed, tf.int64), index]), 3)
         )
-        clean = epoch >= cfg.epochs - cfg.clean_epochs if epoch is not None and cfg.clean_epochs else False
-        images = random_crop_flip(images, cfg.crop_pad, cfg.flip, seed, clean)
+        images = random_crop_flip(images, cfg.crop_pad, cfg.flip, seed)
         if cfg.crop_scale:
             images = random_resized_crop(images, cfg.crop_scale, crop_seed)
         if cfg.randaugment:
@@ -93,7 +89,7 @@ def train_dataset(
         seed = tf.stack([tf.constant(cfg.seed, tf.int64), tf.cast(epoch, tf.int64)])
         return tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_shuffle(tf.range(len(split)), seed))
 
-    augment = batch_augmenter(cfg, size, epoch)
+    augment = batch_augmenter(cfg, size)
 
     def batch(step, index):
         return augment(

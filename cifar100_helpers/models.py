@@ -46,8 +46,7 @@ def conv_bn(x, width: int, momentum: float):
 
 
 def build_airbench(cfg: RunConfig, whitening_images: np.ndarray | None = None) -> keras.Model:
-    """airbench-style net: frozen whitening conv, then per width conv-pool-BN-GELU, conv-BN-GELU; with
-    ``cfg.residual`` each block has a third conv-BN-GELU and adds its pooled input back (airbench96's block)."""
+    """airbench-style net: frozen whitening conv, then per width conv-pool-BN-GELU, conv-BN-GELU."""
     size = None if cfg.start_size else cfg.image_size  # progressive resizing feeds several sizes
     inputs = keras.Input((size, size, 3), name="image")
     x = layers.Rescaling(1 / 255)(inputs)
@@ -60,10 +59,7 @@ def build_airbench(cfg: RunConfig, whitening_images: np.ndarray | None = None) -
         x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
         x = layers.MaxPooling2D(2)(x)
         x = layers.Activation("gelu")(FusedBatchNorm(momentum=cfg.bn_momentum, epsilon=1e-5)(x))
-        if cfg.residual:
-            x = layers.Add()([x, conv_bn(conv_bn(x, width, cfg.bn_momentum), width, cfg.bn_momentum)])
-        else:
-            x = conv_bn(x, width, cfg.bn_momentum)
+        x = conv_bn(x, width, cfg.bn_momentum)
     x = layers.GlobalMaxPooling2D()(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32", name="probabilities")(x)
     return keras.Model(inputs, outputs, name="airbench")

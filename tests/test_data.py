@@ -183,19 +183,6 @@ def test_train_dataset_batches_one_hot_and_reproducible(archive):
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
 
 
-def test_the_last_clean_epochs_train_on_the_images_as_they_are(archive):
-    ds = data.load(archive, verify=False)
-    cfg = config.make_config("cpu", epochs=3, clean_epochs=1)
-    originals = {x.tobytes() for x in ds.train.x}
-    epoch = tf.Variable(1, dtype=tf.int64)
-    batches = input_pipeline.train_dataset(ds.train, 64, cfg, epoch=epoch)
-    augmented = next(iter(batches))[0].numpy()
-    epoch.assign(2)
-    clean = next(iter(batches))[0].numpy()
-    assert sum(x.tobytes() in originals for x in augmented) < len(augmented) // 2
-    assert all(x.tobytes() in originals for x in clean)
-
-
 def test_stronger_policies_mix_labels_and_progressive_size_resizes(archive):
     ds = data.load(archive, verify=False)
     cfg = config.make_config("transfer", randaugment=0.5, mixup=0.2, cutmix=1.0, weights=None)
