@@ -1,11 +1,10 @@
 """The `cpu` recipe's accuracy-per-minute ladder, from committed evidence: each rung's validation run
 (outputs/tuning/<folder>/: validation.json, config.json for its weight decay, run.json for the precision it trained
-in) and its training step timed in bfloat16 and float32, one bench after another
-(outputs/ladder/bench-<rung>-<precision>.json, `bench --set widths=[...] [--set mixed_precision=False]`). Minutes are
-10 epochs of the 50,000 training images at the benched speed (this VM's full speed; its slow spells run at about
-0.65x). Writes docs/figures/cpu_ladder.png and prints the two Markdown tables of docs/results.md: the ladder, and
-each size's minutes at each oneDNN instruction-set level (outputs/ladder/isa-epyc/, `bench` under
-`ONEDNN_MAX_CPU_ISA`).
+in) and its size's training step timed on the AMD EPYC with AVX512_BF16, in bfloat16 (no cap) and in float32
+(`ONEDNN_MAX_CPU_ISA=AVX512_CORE`), one bench after another (outputs/ladder/isa-epyc/bench-<level>-<size>.json,
+`bench --recipes cpu --set size=SIZE`). Minutes are 10 epochs of the 50,000 training images at the benched speed
+(this VM's full speed; its slow spells run at about 0.65x). Writes docs/figures/cpu_ladder.png and prints the two
+Markdown tables of docs/results.md: the ladder, and each size's minutes at each oneDNN instruction-set level.
 
 Only measured points are drawn: accuracy is the validation split's (never the test split's), and only in the
 precision it was measured in (bfloat16); float32 has measured minutes but no measured accuracy, so it gets a
@@ -27,25 +26,32 @@ from cifar100_helpers.config import MARGIN, RECIPES, SIZES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUTS = REPO / "outputs"
-RUNGS = [  # name, widths, validation run: three sizes at weight decay 1e-2, then the same three at the recipe's 2e-2
+RUNGS = [  # name, widths, validation run: three sizes at weight decay 1e-2, then all five at the recipe's 2e-2
     ("XS", (48, 128, 256), "cpu-bf16-w48-128-256"),
     ("S", (64, 160, 320), "cpu-bf16"),
     ("M", (96, 256, 512), "cpu-bf16-w96-256-512"),
+    ("XXXS", (32, 80, 160), "cpu-XXXS-wd2e-2"),
+    ("XXS", (40, 96, 192), "cpu-XXS-wd2e-2"),
     ("XS", (48, 128, 256), "cpu-XS-wd2e-2"),
     ("S", (64, 160, 320), "cpu-S-wd2e-2"),
     ("M", (96, 256, 512), "cpu-bf16-w96-256-512-wd2e-2"),
 ]
 IMAGES = 10 * 50_000  # a run of the recipe: 10 epochs of all training images
 LIMIT = RECIPES["cpu"].minutes  # the study's promise on two cores; the budget picks a size whose minutes x MARGIN fit
-LEVELS = {  # outputs/ladder/isa-epyc/bench-<level>-<size>.json: ONEDNN_MAX_CPU_ISA on the AVX512_BF16 EPYC
+BENCH = OUTPUTS / "ladder" / "isa-epyc"  # bench-<level>-<size>.json: ONEDNN_MAX_CPU_ISA on the AVX512_BF16 EPYC
+LEVELS = {  # level: the column it heads
     "native": "AVX512_CORE_BF16 (no cap): bfloat16",
     "AVX512_CORE": "`ONEDNN_MAX_CPU_ISA=AVX512_CORE`: float32",
     "AVX2": "`ONEDNN_MAX_CPU_ISA=AVX2`: float32",
 }
 
 
-def images_per_second(rung: str, precision: str) -> float:
-    bench = json.loads((OUTPUTS / "ladder" / f"bench-{rung}-{precision}.json").read_text())
+LADDER_LEVELS = {"bfloat16": "native", "float32": "AVX512_CORE"}  # the ladder's two precisions: no cap, and float32
+# with AVX-512 (a CPU without bfloat16)
+
+
+def images_per_second(size: str, precision: str) -> float:
+    bench = json.loads((BENCH / f"bench-{LADDER_LEVELS[precision]}-{size}.json").read_text())
     return bench["recipes"][0]["train_images_per_second"]
 
 
@@ -79,8 +85,8 @@ def decay(value: float) -> str:
 def table(rungs: list[dict]) -> str:
     lines = [
         "| rung | `--set` | weight decay | validation top-1, bfloat16: plain / flip + translate | training min, "
-        "bfloat16 | training min, float32 (CPU without bfloat16; accuracy not measured) | its validation run's min "
-        "| evidence |",
+        "bfloat16 | training min, float32 with AVX-512 (a CPU without bfloat16; accuracy not measured) | its "
+        "validation run's min | evidence |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
     for r in rungs:
@@ -95,7 +101,7 @@ def table(rungs: list[dict]) -> str:
 def isa_table() -> str:
     """Each size's training minutes (10 epochs of 50,000 images) at each oneDNN instruction-set level, benched on one
     CPU, and the size the time budget picks at each (the largest whose minutes x MARGIN fit LIMIT)."""
-    bench = {(level, size): json.loads((OUTPUTS / "ladder" / "isa-epyc" / f"bench-{level}-{size}.json").read_text())
+    bench = {(level, size): json.loads((BENCH / f"bench-{level}-{size}.json").read_text())
              ["recipes"][0] for level in LEVELS for size in SIZES}  # fmt: skip
     minutes = {key: IMAGES / row["train_images_per_second"] / 60 for key, row in bench.items()}
     lines = [
@@ -138,8 +144,10 @@ def figure(rungs: list[dict]) -> plt.Figure:
         for r in sizes:
             strip.annotate(r["name"], (r[key], y), fontsize=8, xytext=(0, 6), textcoords="offset points", ha="center")
     strip.set(yticks=[0, 1], yticklabels=["float32", "bfloat16"], ylim=(-0.6, 1.8),
-              xlabel="training minutes: 10 epochs of 50,000 images, 2 cores (bench, Intel Xeon with AMX)")  # fmt: skip
-    strip.set_title("training minutes only, per size (float32: what a CPU without bfloat16 runs)", fontsize=9)
+              xlabel="training minutes: 10 epochs of 50,000 images, 2 cores (bench, AMD EPYC with "
+                     "AVX512_BF16)")  # fmt: skip
+    strip.set_title("training minutes only, per size (float32: ONEDNN_MAX_CPU_ISA=AVX512_CORE, as a CPU without "
+                    "bfloat16)", fontsize=9)  # fmt: skip
     for ax in (top, strip):
         ax.axvline(LIMIT, color="tab:red", lw=1, ls=":", label=f"the {LIMIT:g}-minute limit")
         ax.grid(alpha=0.3)
