@@ -26,15 +26,15 @@ from cifar100_helpers.config import MARGIN, RECIPES, SIZES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUTS = REPO / "outputs"
-RUNGS = [  # name, widths, validation run: three sizes at weight decay 1e-2, then all five at the recipe's 2e-2
-    ("XS", (48, 128, 256), "cpu-bf16-w48-128-256"),
-    ("S", (64, 160, 320), "cpu-bf16"),
-    ("M", (96, 256, 512), "cpu-bf16-w96-256-512"),
-    ("XXXS", (32, 80, 160), "cpu-XXXS-wd2e-2"),
-    ("XXS", (40, 96, 192), "cpu-XXS-wd2e-2"),
-    ("XS", (48, 128, 256), "cpu-XS-wd2e-2"),
-    ("S", (64, 160, 320), "cpu-S-wd2e-2"),
-    ("M", (96, 256, 512), "cpu-bf16-w96-256-512-wd2e-2"),
+RUNGS = [  # size (its widths: config.SIZES), validation run: three sizes at weight decay 1e-2, then all five at 2e-2
+    ("XS", "cpu-bf16-w48-128-256"),
+    ("S", "cpu-bf16"),
+    ("M", "cpu-bf16-w96-256-512"),
+    ("XXXS", "cpu-XXXS-wd2e-2"),
+    ("XXS", "cpu-XXS-wd2e-2"),
+    ("XS", "cpu-XS-wd2e-2"),
+    ("S", "cpu-S-wd2e-2"),
+    ("M", "cpu-bf16-w96-256-512-wd2e-2"),
 ]
 IMAGES = 10 * 50_000  # a run of the recipe: 10 epochs of all training images
 LIMIT = RECIPES["cpu"].minutes  # the study's promise on two cores; the budget picks a size whose minutes x MARGIN fit
@@ -50,25 +50,30 @@ LADDER_LEVELS = {"bfloat16": "native", "float32": "AVX512_CORE"}  # the ladder's
 # with AVX-512 (a CPU without bfloat16)
 
 
-def images_per_second(size: str, precision: str) -> float:
-    bench = json.loads((BENCH / f"bench-{LADDER_LEVELS[precision]}-{size}.json").read_text())
-    return bench["recipes"][0]["train_images_per_second"]
+def bench_row(level: str, size: str) -> dict:
+    """The size's row of its bench under a level of LEVELS."""
+    return json.loads((BENCH / f"bench-{level}-{size}.json").read_text())["recipes"][0]
 
 
-def rung(name: str, widths: tuple, folder: str) -> dict:
+def run_minutes(row: dict) -> float:
+    """A full run's training minutes at a bench row's speed."""
+    return IMAGES / row["train_images_per_second"] / 60
+
+
+def rung(name: str, folder: str) -> dict:
     run = OUTPUTS / "tuning" / folder
     scores = json.loads((run / "validation.json").read_text())
     config = json.loads((run / "config.json").read_text())
     precision = json.loads((run / "run.json").read_text())["training"]["precision"]
+    widths = SIZES[name]
     assert tuple(config["widths"]) == widths, f"{folder} trained widths {config['widths']}, not {widths}"
-    bf16, float32 = images_per_second(name, "bfloat16"), images_per_second(name, "float32")
     return {
         "name": name,
         "widths": "/".join(map(str, widths)),
         "weight_decay": config["weight_decay"],
         "precision": precision,
-        "minutes": IMAGES / bf16 / 60,
-        "float32_minutes": IMAGES / float32 / 60,
+        "minutes": run_minutes(bench_row(LADDER_LEVELS["bfloat16"], name)),
+        "float32_minutes": run_minutes(bench_row(LADDER_LEVELS["float32"], name)),
         "tune_minutes": scores["training_minutes"],
         "top1": scores["val_top1"]["flip_translate"],
         "plain": scores["val_top1"]["none"],
@@ -101,9 +106,8 @@ def table(rungs: list[dict]) -> str:
 def isa_table() -> str:
     """Each size's training minutes (10 epochs of 50,000 images) at each oneDNN instruction-set level, benched on one
     CPU, and the size the time budget picks at each (the largest whose minutes x MARGIN fit LIMIT)."""
-    bench = {(level, size): json.loads((BENCH / f"bench-{level}-{size}.json").read_text())
-             ["recipes"][0] for level in LEVELS for size in SIZES}  # fmt: skip
-    minutes = {key: IMAGES / row["train_images_per_second"] / 60 for key, row in bench.items()}
+    bench = {(level, size): bench_row(level, size) for level in LEVELS for size in SIZES}
+    minutes = {key: run_minutes(row) for key, row in bench.items()}
     lines = [
         "| size | parameters | GFLOP per training image | " + " | ".join(LEVELS.values()) + " |",
         "| --- | ---: | ---: |" + " ---: |" * len(LEVELS),
