@@ -20,8 +20,6 @@ SIZES = {  # the cpu network's named sizes, smallest first (docs/results.md, the
     # projected 24.4 to 33.5 min (2026-12-03); 68.55% with TTA there, in 30.3 min (outputs/avx2-epyc-xxs-seed7)
     "XS": (48, 128, 256),
     "S": (64, 160, 320),
-    "S+": (80, 192, 384),  # 1.4x S's work for +1.6 points of validation top-1 (73.12% against 71.56% with TTA, seed 0,
-    # 21.0 min on the AVX512_BF16 EPYC; outputs/tuning/cpu-w80-192-384): what that CPU's 30 minutes hold
     "M": (96, 256, 512),
 }
 
