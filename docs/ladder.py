@@ -6,9 +6,10 @@ in) and its size's training step timed on the AMD EPYC with AVX512_BF16, in bflo
 (this VM's full speed; its slow spells run at about 0.65x). Writes docs/figures/cpu_ladder.png and prints the two
 Markdown tables of docs/results.md: the ladder, and each size's minutes at each oneDNN instruction-set level.
 
-Only measured points are drawn: accuracy is the validation split's (never the test split's), and only in the
-precision it was measured in (bfloat16); float32 has measured minutes but no measured accuracy, so it gets a
-minutes-only strip under the accuracy panel.
+Only measured points are drawn: accuracy is the validation split's (never the test split's), each in the precision it
+was trained in, at that precision's minutes: bfloat16 for every size, float32 (trained on the AVX2-only EPYC, which
+has no bfloat16) for the two smallest, the sizes a CPU without bfloat16 or AVX-512 can afford. A strip under the
+accuracy panel gives every size's minutes in both precisions.
 
     .venv/bin/python docs/ladder.py  # from the repository root (the package installed), after the runs and benches
 """
@@ -26,7 +27,8 @@ from cifar100_helpers.config import MARGIN, RECIPES, SIZES  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 OUTPUTS = REPO / "outputs"
-RUNGS = [  # size (its widths: config.SIZES), validation run: three sizes at weight decay 1e-2, then all five at 2e-2
+RUNGS = [  # size (its widths: config.SIZES), validation run: three sizes at weight decay 1e-2, then all five at 2e-2,
+    # then the two smallest in float32
     ("XS", "cpu-bf16-w48-128-256"),
     ("S", "cpu-bf16"),
     ("M", "cpu-bf16-w96-256-512"),
@@ -35,6 +37,8 @@ RUNGS = [  # size (its widths: config.SIZES), validation run: three sizes at wei
     ("XS", "cpu-XS-wd2e-2"),
     ("S", "cpu-S-wd2e-2"),
     ("M", "cpu-bf16-w96-256-512-wd2e-2"),
+    ("XXXS", "cpu-XXXS-float32-avx2"),
+    ("XXS", "cpu-XXS-float32-avx2"),
 ]
 IMAGES = 10 * 50_000  # a run of the recipe: 10 epochs of all training images
 LIMIT = RECIPES["cpu"].minutes  # the study's promise on two cores; the budget picks a size whose minutes x MARGIN fit
@@ -46,6 +50,7 @@ LEVELS = {  # level: the column it heads
 }
 
 
+PRECISIONS = {"mixed_bfloat16": "bfloat16", "float32": "float32"}  # run.json's precision: as the ladder names it
 LADDER_LEVELS = {"bfloat16": "native", "float32": "AVX512_CORE"}  # the ladder's two precisions: no cap, and float32
 # with AVX-512 (a CPU without bfloat16)
 
@@ -89,14 +94,15 @@ def decay(value: float) -> str:
 
 def table(rungs: list[dict]) -> str:
     lines = [
-        "| rung | `--set` | weight decay | validation top-1, bfloat16: plain / flip + translate | training min, "
-        "bfloat16 | training min, float32 with AVX-512 (a CPU without bfloat16; accuracy not measured) | its "
-        "validation run's min | evidence |",
-        "| --- | --- | --- | --- | ---: | ---: | ---: | --- |",
+        "| rung | `--set` | weight decay | trained in | validation top-1: plain / flip + translate | training min, "
+        "bfloat16 | training min, float32 with AVX-512 (a CPU without bfloat16) | its validation run's min | "
+        "evidence |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | --- |",
     ]
     for r in rungs:
         lines.append(
             f"| {r['name']} | `widths=[{r['widths'].replace('/', ',')}]` | {decay(r['weight_decay'])} | "
+            f"{PRECISIONS[r['precision']]} | "
             f"{100 * r['plain']:.2f}% / {100 * r['top1']:.2f}% | {r['minutes']:.1f} | {r['float32_minutes']:.1f} | "
             f"{r['tune_minutes']:.1f} | [`{r['folder']}`](../outputs/tuning/{r['folder']}/validation.json) |"
         )
@@ -126,21 +132,22 @@ def isa_table() -> str:
 
 
 def figure(rungs: list[dict]) -> plt.Figure:
-    """Top: validation top-1 (flip + translate TTA) against bfloat16 minutes, one line per weight decay. Bottom: a
-    strip of minutes only, bfloat16 and float32, for each size (float32 accuracy was never measured)."""
-    measured = [r for r in rungs if r["precision"] == "mixed_bfloat16"]  # accuracy only where it was measured
+    """Top: validation top-1 (flip + translate TTA) against minutes in the precision each rung trained in, one line
+    per precision and weight decay. Bottom: a strip of minutes only, bfloat16 and float32, for each size."""
     fig, (top, strip) = plt.subplots(2, 1, figsize=(7.5, 5.6), sharex=True, gridspec_kw={"height_ratios": [4, 1.4]})
-    for i, wd in enumerate(sorted({r["weight_decay"] for r in measured})):
-        these = [r for r in measured if r["weight_decay"] == wd]
-        sizes = ", ".join(r["name"] for r in these)
-        top.plot([r["minutes"] for r in these], [100 * r["top1"] for r in these], ["o--", "D-"][i % 2],
-                 color=["tab:blue", "tab:green"][i % 2], ms=7, label=f"weight decay {decay(wd)} ({sizes})")  # fmt: skip
+    series = sorted({(r["precision"], r["weight_decay"]) for r in rungs}, reverse=True)  # bfloat16 first
+    for i, (precision, wd) in enumerate(series):
+        these = [r for r in rungs if (r["precision"], r["weight_decay"]) == (precision, wd)]
+        key = "minutes" if precision == "mixed_bfloat16" else "float32_minutes"
+        label = f"{PRECISIONS[precision]}, weight decay {decay(wd)} ({', '.join(r['name'] for r in these)})"
+        top.plot([r[key] for r in these], [100 * r["top1"] for r in these], ["o--", "D-", "s:"][i % 3],
+                 color=["tab:blue", "tab:green", "tab:purple"][i % 3], ms=7, label=label)  # fmt: skip
         for r in these:
-            top.annotate(r["name"], (r["minutes"], 100 * r["top1"]), fontsize=8, xytext=[(6, -12), (-6, 5)][i % 2],
-                         textcoords="offset points", ha=["left", "right"][i % 2])  # fmt: skip
+            top.annotate(r["name"], (r[key], 100 * r["top1"]), fontsize=8, xytext=[(6, -12), (-6, 5), (8, -4)][i % 3],
+                         textcoords="offset points", ha=["left", "right", "left"][i % 3])  # fmt: skip
     top.set(ylabel="validation top-1 (%)\nflip + translate TTA",
-            title="cpu sizes on the validation split (5,000 held-out images), trained in bfloat16\n"
-                  "not the test split; no float32 accuracy was measured")  # fmt: skip
+            title="cpu sizes on the validation split (5,000 held-out images), not the test split\n"
+                  "each at the minutes of the precision it trained in")  # fmt: skip
     top.margins(y=0.15)
     sizes = {r["name"]: r for r in rungs}.values()  # one entry per size for the minutes
     for y, key, style in ((1, "minutes", "o"), (0, "float32_minutes", "s")):
