@@ -208,6 +208,15 @@ def lock_free(run: Path) -> bool:
     return True
 
 
+def attempted(run: Path) -> bool:
+    """Whether the run has recorded its first attempt: run.json exists from the moment the run is created, with no
+    attempt yet, and a run killed before its attempt is recorded resumes as its first attempt, not its second."""
+    try:
+        return bool(run_json(run)["attempts"])
+    except (OSError, ValueError, KeyError):  # not written yet, or being written
+        return False
+
+
 @pytest.mark.slow
 def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
     needs_ray()
@@ -220,7 +229,7 @@ def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
             assert process.poll() is None and time.time() < deadline
             runs = json.loads((out / "sweep.json").read_text())["runs"] if (out / "sweep.json").exists() else []
             finished = [r["name"] for r in runs if r["status"] == "completed"]
-            partial = [r["name"] for r in runs[2:] if (Path(r["directory"]) / "run.json").exists()]
+            partial = [r["name"] for r in runs[2:] if attempted(Path(r["directory"]))]
             if finished and partial:
                 break
             time.sleep(0.2)
