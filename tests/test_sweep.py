@@ -209,12 +209,9 @@ def lock_free(run: Path) -> bool:
 
 
 def attempted(run: Path) -> bool:
-    """Whether the run has recorded its first attempt: run.json exists from the moment the run is created, with no
-    attempt yet, and a run killed before its attempt is recorded resumes as its first attempt, not its second."""
-    try:
-        return bool(run_json(run)["attempts"])
-    except (OSError, ValueError, KeyError):  # not written yet, or being written
-        return False
+    """Whether the run has recorded its first attempt. Its run.json (written atomically) holds ``attempts: []`` from
+    the moment the run is created; a run killed before its attempt is recorded resumes as its first attempt."""
+    return (run / "run.json").exists() and bool(run_json(run)["attempts"])
 
 
 @pytest.mark.slow
