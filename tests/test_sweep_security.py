@@ -29,6 +29,17 @@ def ray_processes(processes: list) -> list[str]:
     return found
 
 
+def commands(processes: list) -> list[str]:
+    """The command line of each of ``processes`` (psutil), to name a survivor in a failure."""
+    import psutil
+
+    named = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess, FileNotFoundError):
+            named.append(f"{process.pid}: {' '.join(process.cmdline())}")
+    return named
+
+
 def listening_sockets(processes: list) -> list[tuple[str, str, int]]:
     """(name, address, port) of every listening socket of ``processes`` (those that end meanwhile are skipped)."""
     import psutil
@@ -69,10 +80,10 @@ def test_sweep_address_local_is_private_listens_on_loopback_and_is_reaped(tmp_pa
         process.kill()
         process.wait()
         deadline = time.monotonic() + 60  # the reaper acts within seconds; a loaded 2-core machine is slower
-        while ray_processes(descendants) and time.monotonic() < deadline:
+        while running(descendants) and time.monotonic() < deadline:  # a killed process takes a moment to go
             time.sleep(0.2)
         assert ray_processes(descendants) == []
-        assert running(descendants) == []  # the run and its kernel too
+        assert commands(running(descendants)) == []  # the run, its kernel and the reaper too
     finally:
         for leftover in running(descendants):
             leftover.kill()
