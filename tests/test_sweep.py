@@ -248,6 +248,22 @@ def test_killed_sweep_resumes_without_rerunning_finished_runs(tmp_path):
     assert record["attempts"][-1]["kept"] >= 1 and record["attempts"][-1]["command"].endswith("--slots 2")
 
 
+def survivors(processes: list, seconds: float = 20) -> list[str]:
+    """Wait up to ``seconds`` for ``processes`` (psutil) to end, as a killed process takes a moment to; then the pid and
+    command line of each still running. The reaper ends them within a second or two even on a loaded 2-core machine;
+    without it Ray's agents linger about a minute, so 20 s tells the two apart."""
+    import psutil
+
+    deadline = time.monotonic() + seconds
+    while running(processes) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    named = []
+    for process in running(processes):
+        with contextlib.suppress(psutil.NoSuchProcess, FileNotFoundError):
+            named.append(f"{process.pid}: {' '.join(process.cmdline())}")
+    return named
+
+
 def running(processes: list) -> list:
     """Those of ``processes`` (psutil) still running: not ended, not a zombie waiting for its parent to reap it."""
     import psutil
@@ -291,10 +307,7 @@ def test_nothing_outlives_a_sweep_killed_with_sigkill(tmp_path):
         assert {"gcs_server", "raylet", "ray::DashboardAgent"} <= names(descendants)
         process.kill()
         process.wait()
-        deadline = time.monotonic() + 10
-        while running(descendants) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert running(descendants) == []
+        assert survivors(descendants) == []
     finally:
         for leftover in running(descendants):
             leftover.kill()
